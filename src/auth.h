@@ -1,0 +1,62 @@
+/* Digest authentication (RFC 3261 §22, RFC 2617, RFC 7616, RFC 8760) with stateless,
+ * cluster-wide nonces, nonce-count replay detection and brute-force bans. server.c drives
+ * it: parse credentials, check the nonce, look the user up, verify, authorize. */
+#ifndef SIPREG_AUTH_H
+#define SIPREG_AUTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "sipmsg.h"
+#include "sipreg/location.h"
+#include "sipresp.h"
+
+struct auth;
+
+enum auth_alg { AUTH_ALG_MD5 = 0, AUTH_ALG_SHA256 };
+
+/* Credentials from an Authorization header; strings point into the message. */
+struct auth_creds {
+	enum auth_alg alg;
+	struct sip_str username, realm, nonce, uri, response, cnonce, qop, nc, opaque;
+	bool has_qop;
+	uint32_t nc_value;
+};
+
+enum auth_nonce_state { AUTH_NONCE_VALID = 0, AUTH_NONCE_STALE, AUTH_NONCE_INVALID };
+
+/* Loads the secret from conf->secret_file (or makes a random one). Returns 0 or errno
+ * (the log says why). *ap: auth_free(). */
+int auth_alloc(struct auth **ap, const struct auth_conf *conf);
+void auth_free(struct auth **ap);
+
+/* Is auth required for this domain (auth enabled and the domain not in off_domains)? */
+bool auth_required(const struct auth *a, const struct sip_str *domain);
+
+/* Find the Authorization header whose realm is realm. Returns 0, ENOENT (none for this
+ * realm) or EBADMSG (malformed: answer 400). */
+int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm,
+		     struct auth_creds *c);
+/* Verify the nonce's MAC and age (stateless). */
+enum auth_nonce_state auth_nonce_check(const struct auth *a, const struct auth_creds *c,
+				       int64_t now);
+/* Does the response match the user's credentials for this method? Uses the HA1 for the
+ * algorithm, or the password. false when the directory has no secret for the algorithm. */
+bool auth_response_ok(const struct auth_creds *c, const struct dir_user *u,
+		      const struct sip_str *method);
+/* Record (nonce, nc) as used; true when it was already used (replay: challenge anew). */
+bool auth_nc_replayed(struct auth *a, const struct auth_creds *c, int64_t now);
+/* May the user named in c (found as u) register aor ("user@domain")? */
+bool auth_may_register(const struct dir_user *u, const struct sip_str *aor);
+/* Append the WWW-Authenticate challenges (SHA-256 first, then MD5) for realm. */
+void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *realm, bool stale,
+		    int64_t now);
+
+/* Brute-force control: is the source IP or the username banned right now? */
+bool auth_banned(struct auth *a, const char *ip, const struct sip_str *username, int64_t now);
+/* Count a failed attempt (wrong password, unknown user with credentials). */
+void auth_failure(struct auth *a, const char *ip, const struct sip_str *username, int64_t now);
+enum ban_action auth_ban_action(const struct auth *a);
+
+#endif

@@ -1,0 +1,81 @@
+/* sipregd's configuration: loaded from YAML (libyaml), validated, with every default in
+ * one place. docs/configuration.md documents each key. */
+#ifndef SIPREG_CONFIG_H
+#define SIPREG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sipreg/location.h"
+
+struct listen_spec {
+	enum sip_proto proto;
+	char addr[64];      /* numeric IPv4 or IPv6 (no brackets) */
+	uint16_t port;
+};
+
+enum ban_action { BAN_REPLY_403 = 0, BAN_DROP };
+
+struct auth_conf {
+	bool enabled;               /* `auth: off` -> false; default true */
+	char *secret_file;          /* shared nonce secret; NULL = random per process */
+	uint32_t nonce_ttl;         /* seconds a nonce stays fresh (default 300) */
+	char **off_domains;         /* domains registering without auth */
+	size_t n_off_domains;
+	struct {
+		uint32_t max_failures;  /* failures within window that trigger a ban (default 10) */
+		uint32_t window;        /* seconds (default 60) */
+		uint32_t ban_time;      /* seconds (default 300) */
+		enum ban_action action;
+	} ban;
+};
+
+struct registrar_conf {
+	uint32_t default_expires;   /* 3600 */
+	uint32_t min_expires;       /* 60 */
+	uint32_t max_expires;       /* 7200 */
+	uint32_t max_contacts;      /* per AOR, 0 = unlimited (default 10) */
+	int max_contacts_status;    /* 403 (default) or 503 */
+	int unknown_domain_status;  /* 404 (default) or 403 */
+	int unknown_user_status;    /* 404 (default) or 403 */
+	char **domains;             /* lower case */
+	size_t n_domains;
+};
+
+struct limits_conf {
+	uint32_t max_message_size;    /* bytes, default 65535 */
+	uint32_t max_tcp_connections; /* default 10000 */
+	uint32_t tcp_idle_timeout;    /* seconds, default 600 */
+	uint32_t max_transactions;    /* live server transactions, default 2000000 */
+	uint32_t max_pending;         /* backend operations in flight, default 10000 */
+};
+
+struct config {
+	char *path;
+	struct listen_spec *listen;
+	size_t n_listen;
+	struct registrar_conf registrar;
+	struct location_conf directory;
+	struct location_conf location;
+	struct conf_user *users;
+	size_t n_users;
+	struct auth_conf auth;
+	struct limits_conf limits;
+	int log_level;              /* enum log_level */
+	char *instance_id;          /* default: hostname:pid */
+};
+
+/* Load and validate a YAML file. On error returns EINVAL (or errno of the open) and writes
+ * a one-line message naming the file, line and key into err. *cfgp is owned by the caller:
+ * config_free(). */
+int config_load(struct config **cfgp, const char *path, char *err, size_t errlen);
+/* Same, from a string (tests). name is used in messages. */
+int config_load_string(struct config **cfgp, const char *yaml, size_t len, const char *name,
+		       char *err, size_t errlen);
+void config_free(struct config **cfgp);
+
+/* Is domain (any case) one of registrar.domains? */
+bool config_domain_known(const struct config *cfg, const char *domain, size_t len);
+
+#endif

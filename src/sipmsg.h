@@ -1,0 +1,99 @@
+/* A received SIP message: libosip2's parse plus the checks libosip2 leaves to us (version,
+ * mandatory headers, CSeq, Content-Length, numeric ranges, URI schemes and hosts) and the
+ * raw-text views that must not pass through C strings (%00 in URIs). */
+#ifndef SIPREG_SIPMSG_H
+#define SIPREG_SIPMSG_H
+
+#include <osipparser2/osip_parser.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sipreg/types.h"
+
+enum sip_method {
+	SIP_M_UNKNOWN = 0,
+	SIP_M_REGISTER,
+	SIP_M_OPTIONS,
+	SIP_M_ACK,
+	SIP_M_INVITE,
+	SIP_M_BYE,
+	SIP_M_CANCEL,
+	SIP_M_SUBSCRIBE,
+	SIP_M_NOTIFY,
+	SIP_M_MESSAGE,
+	SIP_M_INFO,
+	SIP_M_PRACK,
+	SIP_M_UPDATE,
+	SIP_M_REFER,
+	SIP_M_PUBLISH,
+};
+
+/* A Contact value as raw text. */
+struct sipmsg_contact {
+	struct sip_str uri;      /* the URI, raw bytes as in the message (no <>) */
+	struct sip_str params;   /* header params after the URI, raw, starting at ';' or empty */
+};
+
+struct sipmsg {
+	osip_message_t *osip;    /* owned */
+	char *raw;               /* owned copy of the bytes */
+	size_t raw_len;
+	bool is_response;
+	enum sip_method method;
+	struct sip_str method_name;
+	uint32_t cseq;
+	struct sip_str call_id;
+	struct sip_str branch;   /* top Via branch, empty if none */
+	bool branch_rfc3261;     /* branch starts with z9hG4bK and has more after it */
+	struct sip_str via_host; /* top Via sent-by host, brackets stripped */
+	uint16_t via_port;       /* 0 = absent */
+	bool via_rport;          /* top Via has rport */
+	struct sip_str from_tag;
+	struct sip_str to_tag;
+	int64_t expires_hdr;     /* Expires header, -1 = absent; clamped to UINT32_MAX */
+	/* Raw To URI (no <>), for the AOR: libosip2 unescapes user parts in place. */
+	struct sip_str to_uri;
+	bool contact_star;       /* a Contact: * was present */
+	struct sipmsg_contact *contacts; /* raw Contact values in order, owned */
+	size_t n_contacts;
+};
+
+/* Parse and validate bytes from the wire. Returns:
+ *  0         *mp is a message that passed every check;
+ *  EBADMSG   the message is a request that fails a check: *mp is set when enough of it is
+ *            readable to answer, *status_r / *reason_r tell the answer (400, 416, 505...);
+ *            *mp NULL means answer with sipresp_error_raw() or drop;
+ *  ENOMEM.
+ * *mp is owned by the caller: sipmsg_free(). */
+int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
+		 const char **reason_r);
+void sipmsg_free(struct sipmsg **mp);
+
+/* Method name -> enum (case-sensitive, as RFC 3261 requires). */
+enum sip_method sipmsg_method_from(const char *name, size_t len);
+
+/* Raw values of a header (full and compact name), split at top-level commas when
+ * split_commas; folded lines unfolded into the returned ranges' bounds (the bytes are not
+ * copied; each value is trimmed). Returns the number found, at most max. */
+size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char *compact,
+			    bool split_commas, struct sip_str *out, size_t max);
+
+/* Parameter value of a raw ";a=b;c" list (case-insensitive name). Returns true when the
+ * parameter is present; *val is empty for a flag parameter. */
+bool sipmsg_param(const struct sip_str *params, const char *name, struct sip_str *val);
+
+/* Canonical AOR "user@host" of a raw sip/sips URI: user percent-decoded and re-encoded
+ * canonically (so %41 == A and %00 survives as "%00"), host lower-cased, no port or
+ * params. Writes into buf; returns 0, EINVAL (not a sip/sips URI with a user and a valid
+ * host) or ENOSPC. user_r / domain_r (may be NULL) point into buf. */
+int sipmsg_uri_aor(const struct sip_str *uri, char *buf, size_t buflen, struct sip_str *user_r,
+		   struct sip_str *domain_r);
+/* Comparison key of a raw Contact URI per RFC 3261 §19.1.4: scheme and host lower-case,
+ * user canonically escaped, port kept, URI parameters lower-cased by name and sorted,
+ * headers dropped. Returns 0, EINVAL or ENOSPC. */
+int sipmsg_uri_key(const struct sip_str *uri, char *buf, size_t buflen, size_t *len_r);
+
+/* Host check for a URI or Via host: hostname, IPv4, or bracketed IPv6. */
+bool sipmsg_host_valid(const char *host, size_t len);
+
+#endif

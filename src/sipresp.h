@@ -1,0 +1,43 @@
+/* Building responses as text: status line, the request's Vias (top one with received and
+ * rport per RFC 3261 §18.2.1 and RFC 3581), From, To (with our tag), Call-ID, CSeq, then
+ * whatever the caller adds. Also where a response goes (§18.2.2). */
+#ifndef SIPREG_SIPRESP_H
+#define SIPREG_SIPRESP_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "sipmsg.h"
+
+struct sipresp {
+	char *buf;    /* owned, grown as needed */
+	size_t len;
+	size_t cap;
+	int err;      /* first ENOMEM seen; later appends are no-ops */
+};
+
+/* Start a response to req. When the request's To has no tag, one is added, derived from
+ * the request (Call-ID, From tag) so repeated answers agree. Returns 0 or ENOMEM. The
+ * buffer belongs to r: sipresp_clear(). */
+int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const char *reason,
+		  const struct sip_source *src);
+/* Append "Name: value\r\n" with printf formatting. */
+void sipresp_header(struct sipresp *r, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void sipresp_append(struct sipresp *r, const char *p, size_t len);
+/* Server header, Content-Length: 0 and the blank line. Returns r->err. */
+int sipresp_finish(struct sipresp *r);
+void sipresp_clear(struct sipresp *r);
+
+/* A 400 built from the raw lines of a request libosip2 could not parse (Via, From, To,
+ * Call-ID, CSeq copied verbatim when present). Returns 0, ENOENT when the bytes do not look
+ * like a request with a Via (then drop), or ENOMEM. */
+int sipresp_error_raw(struct sipresp *r, const char *buf, size_t len, int status,
+		      const char *reason, const struct sip_source *src);
+
+/* The "Server:" value and RFC 1123 Date formatting used by every response. */
+extern const char sipresp_server[];
+void sipresp_date(struct sipresp *r, int64_t now);
+
+#endif
