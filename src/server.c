@@ -1,2 +1,538 @@
-/* placeholder: being written */
-#include <stddef.h>
+/* The request path of sipregd: a message from a transport, through validation and the
+ * transaction table, to the method handlers, and every answer back out.
+ *
+ * DESIGN: everything here runs on the one event-loop thread. A REGISTER becomes a
+ * struct reg_pending that lives from the transaction's creation to its final response;
+ * it crosses at most three asynchronous backend calls (find the AOR's user, find the
+ * authenticating user when it differs, apply or fetch). Each call's handle is kept in
+ * p->op so that the transaction table aborting the transaction (shutdown) cancels it and
+ * no callback ever reaches freed memory. Work in flight is bounded: past
+ * limits.max_pending backend operations or limits.max_transactions transactions a new
+ * REGISTER gets 503 + Retry-After at once, while retransmissions of accepted ones are
+ * still absorbed by the transaction table, so overload never turns into a retransmission
+ * storm. */
+#include "server.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "log.h"
+#include "net.h"
+#include "registrar.h"
+#include "sipmsg.h"
+#include "sipreg/location.h"
+#include "sipresp.h"
+#include "tsx.h"
+
+/* Retry-After for a backend that cannot answer (it reconnects with backoff) and for
+ * overload (clients should come back soon, spread out by their own timers). */
+#define RETRY_AFTER_BACKEND 10
+#define RETRY_AFTER_OVERLOAD 2
+/* How often expired bindings are swept (the location backend also filters on read). */
+#define SWEEP_INTERVAL_S 30
+
+static const char server_allow[] = "REGISTER, OPTIONS, ACK";
+
+struct server {
+	const struct config *cfg;
+	struct event_base *base;
+	struct net *net;
+	struct tsx_table *tsx;
+	struct auth *auth;
+	struct location *dir;
+	struct location *loc;
+	struct event *sweep_ev;
+	struct location_op *sweep_op;
+};
+
+struct reg_pending {
+	struct server *srv;
+	struct tsx *tsx;
+	struct sipmsg *msg;
+	struct reg_decision d;
+	struct location_op *op;
+	struct auth_creds creds;
+	enum auth_nonce_state nonce;
+	int64_t now;
+};
+
+static void server_sweep_done(int err, size_t n_removed, void *arg);
+
+static uint16_t server_reply_port(const struct sipmsg *m, const struct net_flow *flow)
+{
+	if (flow->src.proto != SIP_PROTO_UDP || m->via_rport)
+		return flow->src.port;
+	return m->via_port ? m->via_port : 5060;
+}
+
+/* Answer without a transaction: for what cannot or need not be absorbed (bad requests,
+ * a full transaction table). */
+static void server_reply_stateless(struct server *srv, const struct sipmsg *m,
+				   const struct net_flow *flow, int status, const char *reason,
+				   int retry_after)
+{
+	struct sipresp r = { 0 };
+
+	if (sipresp_start(&r, m, status, reason, &flow->src) != 0)
+		goto out;
+	if (retry_after > 0)
+		sipresp_header(&r, "Retry-After", "%d", retry_after);
+	if (sipresp_finish(&r) != 0)
+		goto out;
+	net_send(srv->net, flow, server_reply_port(m, flow), r.buf, r.len);
+out:
+	sipresp_clear(&r);
+}
+
+static void server_reply_unparsed(struct server *srv, const char *buf, size_t len,
+				  const struct net_flow *flow)
+{
+	struct sipresp r = { 0 };
+
+	/* Without a parsed Via there is no rport or sent-by to honour: the only safe place
+	 * for the answer is where the bytes came from. */
+	if (sipresp_error_raw(&r, buf, len, 400, "Bad Request", &flow->src) == 0)
+		net_send(srv->net, flow, flow->src.port, r.buf, r.len);
+	sipresp_clear(&r);
+}
+
+/* Finish a transaction with a response built by the caller, then free everything. */
+static void pending_free(struct reg_pending *p)
+{
+	location_op_cancel(&p->op);
+	registrar_decision_clear(&p->d);
+	sipmsg_free(&p->msg);
+	free(p);
+}
+
+static void pending_send(struct reg_pending *p, int status, struct sipresp *r)
+{
+	/* Detach first: on a reliable transport tsx_reply frees the transaction. */
+	tsx_set_owner(p->tsx, NULL, NULL);
+	if (sipresp_finish(r) == 0)
+		tsx_reply(p->tsx, status, r->buf, r->len);
+	else
+		log_warn("no memory for a %d response; the client will retransmit", status);
+	sipresp_clear(r);
+	pending_free(p);
+}
+
+static void pending_reply(struct reg_pending *p, int status, const char *reason,
+			  int retry_after)
+{
+	struct sipresp r = { 0 };
+
+	sipresp_start(&r, p->msg, status, reason, &tsx_flow(p->tsx)->src);
+	if (retry_after > 0)
+		sipresp_header(&r, "Retry-After", "%d", retry_after);
+	pending_send(p, status, &r);
+}
+
+static void pending_abort(struct tsx *t, void *owner)
+{
+	struct reg_pending *p = owner;
+
+	(void)t;
+	pending_free(p);
+}
+
+static void pending_challenge(struct reg_pending *p, bool stale)
+{
+	struct sipresp r = { 0 };
+
+	sipresp_start(&r, p->msg, 401, "Unauthorized", &tsx_flow(p->tsx)->src);
+	auth_challenge(p->srv->auth, &r, &p->d.domain, stale, p->now);
+	pending_send(p, 401, &r);
+}
+
+static void pending_bindings(struct reg_pending *p, const struct binding_set *set)
+{
+	struct sipresp r = { 0 };
+
+	sipresp_start(&r, p->msg, 200, "OK", &tsx_flow(p->tsx)->src);
+	registrar_reply_ok(&r, &p->d, set, p->now);
+	pending_send(p, 200, &r);
+}
+
+static void register_applied(int err, enum reg_outcome outcome, const struct binding_set *set,
+			     void *arg)
+{
+	struct reg_pending *p = arg;
+	const char *reason;
+	int status;
+
+	p->op = NULL;
+	if (err) {
+		log_warn("location: storing a REGISTER for %.*s failed (%s): 503",
+			 (int)p->d.req.aor.len, p->d.req.aor.p, strerror(err));
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+		return;
+	}
+	if (outcome != REG_OK) {
+		status = registrar_outcome_status(&p->srv->cfg->registrar, outcome, &reason);
+		pending_reply(p, status, reason, status == 503 ? RETRY_AFTER_OVERLOAD : 0);
+		return;
+	}
+	pending_bindings(p, set);
+}
+
+static void register_fetched(int err, const struct binding_set *set, void *arg)
+{
+	register_applied(err, REG_OK, set, arg);
+}
+
+static void register_store(struct reg_pending *p)
+{
+	struct server *srv = p->srv;
+	int err;
+
+	if (p->d.is_query)
+		err = location_fetch(srv->loc, &p->d.req.aor, p->now, register_fetched, p, &p->op);
+	else
+		err = location_apply(srv->loc, &p->d.req, register_applied, p, &p->op);
+	if (err) {
+		log_warn("location: cannot start a request (%s): 503", strerror(err));
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+	}
+}
+
+/* The credentials answered a challenge for user u: decide 200-path, 401 or 403. */
+static void register_verify(struct reg_pending *p, const struct dir_user *u)
+{
+	struct server *srv = p->srv;
+	const struct sip_source *src = &tsx_flow(p->tsx)->src;
+
+	if (!u || !u->enabled || !auth_response_ok(&p->creds, u, &p->msg->method_name)) {
+		auth_failure(srv->auth, src->ip, &p->creds.username, p->now);
+		log_info("auth: failed for %.*s from %s", (int)p->creds.username.len,
+			 p->creds.username.p, src->ip);
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	if (p->nonce == AUTH_NONCE_STALE) {
+		pending_challenge(p, true);
+		return;
+	}
+	if (auth_nc_replayed(srv->auth, &p->creds, p->now)) {
+		pending_challenge(p, false);
+		return;
+	}
+	if (!auth_may_register(u, &p->d.req.aor)) {
+		log_info("auth: %.*s may not register %.*s", (int)p->creds.username.len,
+			 p->creds.username.p, (int)p->d.req.aor.len, p->d.req.aor.p);
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	register_store(p);
+}
+
+static void register_auth_user(int err, const struct dir_user *u, void *arg)
+{
+	struct reg_pending *p = arg;
+
+	p->op = NULL;
+	if (err) {
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+		return;
+	}
+	register_verify(p, u);
+}
+
+static void register_user(int err, const struct dir_user *u, void *arg)
+{
+	struct reg_pending *p = arg;
+	struct server *srv = p->srv;
+	const struct registrar_conf *rc = &srv->cfg->registrar;
+	int rv;
+
+	p->op = NULL;
+	if (err) {
+		log_warn("directory: lookup failed (%s): 503", strerror(err));
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+		return;
+	}
+	if (!u) {
+		pending_reply(p, rc->unknown_user_status,
+			      rc->unknown_user_status == 403 ? "Forbidden" : "Not Found", 0);
+		return;
+	}
+	if (!u->enabled) {
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	if (u->max_contacts)
+		p->d.req.max_contacts = u->max_contacts;
+	if (u->auth_off || !auth_required(srv->auth, &p->d.domain)) {
+		register_store(p);
+		return;
+	}
+
+	rv = auth_creds_parse(p->msg, &p->d.domain, &p->creds);
+	if (rv == ENOENT) {
+		pending_challenge(p, false);
+		return;
+	}
+	if (rv != 0) {
+		pending_reply(p, 400, "Bad Request: malformed Authorization", 0);
+		return;
+	}
+	p->nonce = auth_nonce_check(srv->auth, &p->creds, p->now);
+	if (p->nonce == AUTH_NONCE_INVALID) {
+		pending_challenge(p, false);
+		return;
+	}
+	if (sip_str_eq(&p->creds.username, &u->username)) {
+		register_verify(p, u);
+		return;
+	}
+	/* Someone else's credentials: that user may hold this AOR as an alias. */
+	rv = directory_find_user(srv->dir, &p->creds.username, &p->d.domain, register_auth_user,
+				 p, &p->op);
+	if (rv)
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+}
+
+static bool server_overloaded(const struct server *srv)
+{
+	size_t pending = location_pending(srv->loc);
+
+	if (srv->dir != srv->loc)
+		pending += location_pending(srv->dir);
+	return pending >= srv->cfg->limits.max_pending;
+}
+
+/* REGISTER: the pure checks first, so refusals and bans cost no backend call. Takes m. */
+static void server_register(struct server *srv, struct sipmsg *m, const struct net_flow *flow)
+{
+	struct reg_pending *p = calloc(1, sizeof(*p));
+	struct sipresp r = { 0 };
+	bool banned;
+	int err;
+
+	if (!p) {
+		sipmsg_free(&m);
+		return;
+	}
+	p->srv = srv;
+	p->msg = m;
+	p->now = (int64_t)time(NULL);
+	if (registrar_check(&srv->cfg->registrar, m, p->now, &p->d) != 0) {
+		pending_free(p);
+		return;
+	}
+	banned = p->d.status == 0 && auth_banned(srv->auth, flow->src.ip, &p->d.user, p->now);
+	if (banned && auth_ban_action(srv->auth) == BAN_DROP) {
+		pending_free(p);
+		return;
+	}
+
+	err = tsx_create(srv->tsx, m, flow, &p->tsx);
+	if (err == EBUSY) {
+		server_reply_stateless(srv, m, flow, 503, "Service Unavailable",
+				       RETRY_AFTER_OVERLOAD);
+		pending_free(p);
+		return;
+	}
+	if (err) {
+		pending_free(p);
+		return;
+	}
+	tsx_set_owner(p->tsx, pending_abort, p);
+	p->d.req.source = flow->src;
+
+	if (p->d.status) {
+		sipresp_start(&r, m, p->d.status, p->d.reason, &flow->src);
+		if (p->d.status == 423)
+			sipresp_header(&r, "Min-Expires", "%u", srv->cfg->registrar.min_expires);
+		if (p->d.status == 420 && p->d.unsupported)
+			sipresp_header(&r, "Unsupported", "%s", p->d.unsupported);
+		pending_send(p, p->d.status, &r);
+		return;
+	}
+	if (banned) {
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	if (server_overloaded(srv)) {
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_OVERLOAD);
+		return;
+	}
+	p->d.req.instance_id = sip_str_c(srv->cfg->instance_id);
+	err = directory_find_user(srv->dir, &p->d.user, &p->d.domain, register_user, p, &p->op);
+	if (err)
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+}
+
+/* Methods other than REGISTER end here, in their own transaction. */
+static void server_other(struct server *srv, struct sipmsg *m, const struct net_flow *flow)
+{
+	struct sipresp r = { 0 };
+	struct tsx *t;
+	int status;
+
+	if (tsx_create(srv->tsx, m, flow, &t) != 0) {
+		server_reply_stateless(srv, m, flow, 503, "Service Unavailable",
+				       RETRY_AFTER_OVERLOAD);
+		goto out;
+	}
+	switch (m->method) {
+	case SIP_M_OPTIONS:
+		status = 200;
+		sipresp_start(&r, m, status, "OK", &flow->src);
+		sipresp_header(&r, "Allow", "%s", server_allow);
+		sipresp_header(&r, "Accept", "application/sdp");
+		sipresp_header(&r, "Accept-Encoding", "identity");
+		sipresp_header(&r, "Accept-Language", "en");
+		sipresp_header(&r, "Supported", "path");
+		break;
+	case SIP_M_UNKNOWN:
+		status = 501;
+		sipresp_start(&r, m, status, "Not Implemented", &flow->src);
+		sipresp_header(&r, "Allow", "%s", server_allow);
+		break;
+	default:
+		status = 405;
+		sipresp_start(&r, m, status, "Method Not Allowed", &flow->src);
+		sipresp_header(&r, "Allow", "%s", server_allow);
+		break;
+	}
+	if (sipresp_finish(&r) == 0)
+		tsx_reply(t, status, r.buf, r.len);
+	sipresp_clear(&r);
+out:
+	sipmsg_free(&m);
+}
+
+static void server_on_message(const char *buf, size_t len, const struct net_flow *flow,
+			      void *arg)
+{
+	struct server *srv = arg;
+	struct sipmsg *m = NULL;
+	const char *reason = NULL;
+	struct tsx *t;
+	int status = 0;
+	int err;
+
+	err = sipmsg_parse(&m, buf, len, &status, &reason);
+	if (err == EBADMSG) {
+		log_debug("bad message from %s:%u: %d %s", flow->src.ip, flow->src.port, status,
+			  reason ? reason : "unparsable");
+		if (m && !m->is_response && m->method != SIP_M_ACK && status)
+			server_reply_stateless(srv, m, flow, status, reason, 0);
+		else if (!m)
+			server_reply_unparsed(srv, buf, len, flow);
+		goto out;
+	}
+	if (err)
+		goto out;
+	/* A registrar sends no requests, so a response has no transaction to meet; ACK
+	 * only ever confirms a final response to INVITE, which we never send. */
+	if (m->is_response || m->method == SIP_M_ACK)
+		goto out;
+
+	t = tsx_lookup(srv->tsx, m);
+	if (t) {
+		tsx_retransmission(t);
+		goto out;
+	}
+	if (m->method == SIP_M_REGISTER) {
+		server_register(srv, m, flow);
+		return;
+	}
+	server_other(srv, m, flow);
+	return;
+out:
+	sipmsg_free(&m);
+}
+
+static void server_sweep_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	if (srv->sweep_op)
+		return;
+	if (location_sweep(srv->loc, (int64_t)time(NULL), server_sweep_done, srv,
+			   &srv->sweep_op) != 0)
+		srv->sweep_op = NULL;
+}
+
+static void server_sweep_done(int err, size_t n_removed, void *arg)
+{
+	struct server *srv = arg;
+
+	srv->sweep_op = NULL;
+	if (err && err != ECANCELED)
+		log_warn("location: sweeping expired bindings failed: %s", strerror(err));
+	else if (n_removed)
+		log_debug("location: swept %zu expired bindings", n_removed);
+}
+
+int server_alloc(struct server **sp, struct event_base *base, const struct config *cfg)
+{
+	struct timeval every = { .tv_sec = SWEEP_INTERVAL_S };
+	struct server *srv;
+	int err;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return ENOMEM;
+	srv->cfg = cfg;
+	srv->base = base;
+	err = auth_alloc(&srv->auth, &cfg->auth);
+	if (err)
+		goto fail;
+	err = location_open(&srv->dir, &cfg->directory, base);
+	if (err) {
+		log_err("directory: cannot open backend \"%s\": %s", cfg->directory.backend,
+			strerror(err));
+		goto fail;
+	}
+	err = location_open(&srv->loc, &cfg->location, base);
+	if (err) {
+		log_err("location: cannot open backend \"%s\": %s", cfg->location.backend,
+			strerror(err));
+		goto fail;
+	}
+	err = net_alloc(&srv->net, base, cfg, server_on_message, srv);
+	if (err)
+		goto fail;
+	err = tsx_table_alloc(&srv->tsx, base, srv->net, cfg->limits.max_transactions, 0);
+	if (err)
+		goto fail;
+	srv->sweep_ev = event_new(base, -1, EV_PERSIST, server_sweep_tick, srv);
+	if (!srv->sweep_ev || event_add(srv->sweep_ev, &every) != 0) {
+		err = ENOMEM;
+		goto fail;
+	}
+	*sp = srv;
+	return 0;
+fail:
+	server_free(&srv);
+	return err;
+}
+
+void server_free(struct server **sp)
+{
+	struct server *srv = *sp;
+
+	if (!srv)
+		return;
+	if (srv->sweep_ev)
+		event_free(srv->sweep_ev);
+	location_op_cancel(&srv->sweep_op);
+	/* Transactions first: their owners cancel backend operations before the backends
+	 * go away, and no response is sent on a transport that is already closed. */
+	tsx_table_free(&srv->tsx);
+	net_free(&srv->net);
+	location_close(&srv->loc);
+	location_close(&srv->dir);
+	auth_free(&srv->auth);
+	free(srv);
+	*sp = NULL;
+}
