@@ -1,2 +1,1338 @@
-/* placeholder: being written */
-#include <stddef.h>
+/* sipregd.yaml -> struct config: libyaml's document API, then a strict walk that rejects
+ * unknown keys, wrong types and inconsistent values with "file:line: key.path: why".
+ *
+ * DESIGN: the whole document is loaded first (yaml_parser_load) so sections can be read in
+ * dependency order whatever their order in the file: domains before everything that names
+ * a domain (users, aliases, auth.off_domains), auth before users (whether a user needs a
+ * secret). Every string in struct config is heap-owned by it and freed by config_free(). */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "log.h"
+
+/* A config bigger than this is a mistake (a wrong file), not a config. */
+#define CONFIG_MAX_FILE (16u * 1024 * 1024)
+#define CONFIG_PATH_MAX 128
+
+struct cfg_parse {
+	yaml_document_t *doc;
+	const char *name; /* file name for messages */
+	char *err;
+	size_t errlen;
+	struct config *cfg;
+};
+
+/* The value of one known key of a mapping, with the key node for its line. */
+struct cfg_field {
+	const char *name;
+	yaml_node_t *key;
+	yaml_node_t *value;
+};
+
+static unsigned long cfg_line(const yaml_node_t *node)
+{
+	return node ? (unsigned long)node->start_mark.line + 1 : 1;
+}
+
+/* Writes the one-line message and returns EINVAL, so callers can `return cfg_fail(...)`. */
+__attribute__((format(printf, 4, 5))) static int
+cfg_fail(struct cfg_parse *p, const yaml_node_t *node, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!p->err || p->errlen == 0)
+		return EINVAL;
+	if (path && *path)
+		n = snprintf(p->err, p->errlen, "%s:%lu: %s: ", p->name, cfg_line(node), path);
+	else
+		n = snprintf(p->err, p->errlen, "%s:%lu: ", p->name, cfg_line(node));
+	if (n < 0 || (size_t)n >= p->errlen)
+		return EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return EINVAL;
+}
+
+/* Key paths for messages ("users[2].aliases[0]"); truncation only shortens a message. */
+__attribute__((format(printf, 2, 3))) static void cfg_pathf(char *buf, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, CONFIG_PATH_MAX, fmt, ap);
+	va_end(ap);
+}
+
+static void cfg_path(char *buf, const char *parent, const char *key)
+{
+	if (parent && *parent)
+		cfg_pathf(buf, "%s.%s", parent, key);
+	else
+		cfg_pathf(buf, "%s", key);
+}
+
+static const char *cfg_node_kind(const yaml_node_t *node)
+{
+	switch (node->type) {
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	default:
+		return "a scalar";
+	}
+}
+
+static bool cfg_is_scalar(const yaml_node_t *node)
+{
+	return node->type == YAML_SCALAR_NODE;
+}
+
+static const char *cfg_text(const yaml_node_t *node)
+{
+	return (const char *)node->data.scalar.value;
+}
+
+/* A plain empty, "~" or "null" scalar: YAML's "no value". */
+static bool cfg_is_null(const yaml_node_t *node)
+{
+	const char *s;
+
+	if (!cfg_is_scalar(node) || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	s = cfg_text(node);
+	return *s == '\0' || strcmp(s, "~") == 0 || strcasecmp(s, "null") == 0;
+}
+
+/* Copies a scalar's text for a message, shortened and with control bytes replaced, so a
+ * message stays one line. Never used on secrets. */
+static const char *cfg_quote(const yaml_node_t *node, char *buf, size_t size)
+{
+	size_t i, len;
+	const char *s;
+
+	if (!cfg_is_scalar(node))
+		return cfg_node_kind(node);
+	s = cfg_text(node);
+	len = node->data.scalar.length;
+	if (len > size - 4) {
+		len = size - 4;
+		memcpy(buf + len, "...", 4);
+	} else {
+		buf[len] = '\0';
+	}
+	for (i = 0; i < len; i++)
+		buf[i] = (s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+	return buf;
+}
+
+/* "got \"abc\"" or "got a mapping", for type errors. */
+static const char *cfg_got(const yaml_node_t *node, char *buf, size_t size)
+{
+	char q[48];
+
+	if (!cfg_is_scalar(node))
+		snprintf(buf, size, "got %s", cfg_node_kind(node));
+	else if (cfg_is_null(node))
+		snprintf(buf, size, "got nothing");
+	else
+		snprintf(buf, size, "got \"%s\"", cfg_quote(node, q, sizeof(q)));
+	return buf;
+}
+
+/* Checks that node is a mapping whose keys are all among fields[] (each at most once) and
+ * fills fields[i].key/value; absent keys stay NULL. */
+static int cfg_map_fields(struct cfg_parse *p, yaml_node_t *node, const char *path,
+			  struct cfg_field *fields, size_t n_fields)
+{
+	char got[80], known[256], q[48], sub[CONFIG_PATH_MAX];
+	yaml_node_pair_t *pair;
+	size_t i, off;
+
+	if (node->type != YAML_MAPPING_NODE)
+		return cfg_fail(p, node, path, "expected a mapping, %s",
+				cfg_got(node, got, sizeof(got)));
+	for (pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top;
+	     pair++) {
+		yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+		yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
+
+		if (!k || !v || !cfg_is_scalar(k))
+			return cfg_fail(p, k ? k : node, path, "keys must be plain names");
+		for (i = 0; i < n_fields; i++) {
+			if (strcmp(cfg_text(k), fields[i].name) == 0)
+				break;
+		}
+		if (i == n_fields) {
+			off = 0;
+			known[0] = '\0';
+			for (size_t j = 0; j < n_fields && off < sizeof(known); j++) {
+				int w = snprintf(known + off, sizeof(known) - off, "%s%s",
+						 j ? ", " : "", fields[j].name);
+				if (w < 0)
+					break;
+				off += (size_t)w;
+			}
+			cfg_path(sub, path, cfg_quote(k, q, sizeof(q)));
+			return cfg_fail(p, k, sub, "unknown key (known: %s)", known);
+		}
+		if (fields[i].value) {
+			cfg_path(sub, path, fields[i].name);
+			return cfg_fail(p, k, sub, "duplicate key (first on line %lu)",
+					cfg_line(fields[i].key));
+		}
+		fields[i].key = k;
+		fields[i].value = v;
+	}
+	return 0;
+}
+
+/* A non-empty string without NUL bytes. *sp is strdup'ed: the caller frees it. */
+static int cfg_string(struct cfg_parse *p, yaml_node_t *node, const char *path, char **sp)
+{
+	char got[80];
+	char *s;
+
+	if (!cfg_is_scalar(node) || cfg_is_null(node) || node->data.scalar.length == 0)
+		return cfg_fail(p, node, path, "expected a non-empty string, %s",
+				cfg_got(node, got, sizeof(got)));
+	if (strlen(cfg_text(node)) != node->data.scalar.length)
+		return cfg_fail(p, node, path, "contains a NUL byte");
+	s = strdup(cfg_text(node));
+	if (!s)
+		return ENOMEM;
+	free(*sp);
+	*sp = s;
+	return 0;
+}
+
+/* Plain decimal digits only: "3600" quoted is a string in YAML and "1e3" is no count. */
+static int cfg_uint(struct cfg_parse *p, yaml_node_t *node, const char *path, uint32_t min,
+		    uint32_t max, uint32_t *vp)
+{
+	char got[80];
+	const char *s;
+	uint64_t v = 0;
+	size_t i;
+
+	if (!cfg_is_scalar(node) || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		goto bad;
+	s = cfg_text(node);
+	if (node->data.scalar.length == 0 || node->data.scalar.length > 10)
+		goto bad;
+	for (i = 0; s[i]; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			goto bad;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v < min || v > max)
+		goto bad;
+	*vp = (uint32_t)v;
+	return 0;
+bad:
+	return cfg_fail(p, node, path, "expected an integer %lu..%lu, %s", (unsigned long)min,
+			(unsigned long)max, cfg_got(node, got, sizeof(got)));
+}
+
+/* YAML 1.1 booleans, which is what an operator writing `auth: off` means. */
+static int cfg_bool_text(const yaml_node_t *node, bool *vp)
+{
+	static const char *const yes[] = {"true", "yes", "on"};
+	static const char *const no[] = {"false", "no", "off"};
+	const char *s;
+
+	if (!cfg_is_scalar(node) || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return EINVAL;
+	s = cfg_text(node);
+	for (size_t i = 0; i < 3; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*vp = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*vp = false;
+			return 0;
+		}
+	}
+	return EINVAL;
+}
+
+static int cfg_bool(struct cfg_parse *p, yaml_node_t *node, const char *path, bool *vp)
+{
+	char got[80];
+
+	if (cfg_bool_text(node, vp) != 0)
+		return cfg_fail(p, node, path, "expected true or false (on/off), %s",
+				cfg_got(node, got, sizeof(got)));
+	return 0;
+}
+
+/* One of two SIP status codes, e.g. 403 or 404. */
+static int cfg_status(struct cfg_parse *p, yaml_node_t *node, const char *path, int a, int b,
+		      int *vp)
+{
+	char got[80];
+	uint32_t v;
+
+	if (cfg_is_scalar(node) && node->data.scalar.length == 3 &&
+	    isdigit((unsigned char)cfg_text(node)[0])) {
+		v = (uint32_t)strtoul(cfg_text(node), NULL, 10);
+		if ((int)v == a || (int)v == b) {
+			*vp = (int)v;
+			return 0;
+		}
+	}
+	return cfg_fail(p, node, path, "expected %d or %d, %s", a, b,
+			cfg_got(node, got, sizeof(got)));
+}
+
+static int cfg_sequence(struct cfg_parse *p, yaml_node_t *node, const char *path)
+{
+	char got[80];
+
+	if (node->type != YAML_SEQUENCE_NODE)
+		return cfg_fail(p, node, path, "expected a list, %s",
+				cfg_got(node, got, sizeof(got)));
+	return 0;
+}
+
+static size_t cfg_seq_len(const yaml_node_t *node)
+{
+	return (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+}
+
+static yaml_node_t *cfg_seq_item(struct cfg_parse *p, const yaml_node_t *node, size_t i)
+{
+	return yaml_document_get_node(p->doc, node->data.sequence.items.start[i]);
+}
+
+static void cfg_lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+static bool cfg_domain_valid(const char *s)
+{
+	for (; *s; s++) {
+		if (isspace((unsigned char)*s) || iscntrl((unsigned char)*s) || *s == '@' ||
+		    *s == '/')
+			return false;
+	}
+	return true;
+}
+
+static const char *cfg_domain_find(const struct config *cfg, const char *domain, size_t len)
+{
+	for (size_t i = 0; i < cfg->registrar.n_domains; i++) {
+		const char *d = cfg->registrar.domains[i];
+
+		if (strlen(d) == len && strncasecmp(d, domain, len) == 0)
+			return d;
+	}
+	return NULL;
+}
+
+bool config_domain_known(const struct config *cfg, const char *domain, size_t len)
+{
+	if (!cfg || !domain)
+		return false;
+	return cfg_domain_find(cfg, domain, len) != NULL;
+}
+
+static void cfg_strv_free(char ***vp, size_t *np)
+{
+	for (size_t i = 0; i < *np; i++)
+		free((*vp)[i]);
+	free(*vp);
+	*vp = NULL;
+	*np = 0;
+}
+
+/* A list of domain names, lower-cased; must_be_served: each must be in domains. */
+static int cfg_domain_list(struct cfg_parse *p, yaml_node_t *node, const char *path,
+			   bool must_be_served, char ***vp, size_t *np)
+{
+	char sub[CONFIG_PATH_MAX], q[48];
+	size_t n;
+	int err;
+
+	err = cfg_sequence(p, node, path);
+	if (err)
+		return err;
+	n = cfg_seq_len(node);
+	if (n == 0)
+		return 0;
+	*vp = calloc(n, sizeof(**vp));
+	if (!*vp)
+		return ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, node, i);
+
+		cfg_pathf(sub, "%s[%zu]", path, i);
+		err = cfg_string(p, item, sub, &(*vp)[*np]);
+		if (err)
+			return err;
+		(*np)++;
+		cfg_lower((*vp)[i]);
+		if (!cfg_domain_valid((*vp)[i]))
+			return cfg_fail(p, item, sub,
+					"\"%s\" is not a domain name (no spaces, '@' or '/')",
+					cfg_quote(item, q, sizeof(q)));
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp((*vp)[j], (*vp)[i]) == 0)
+				return cfg_fail(p, item, sub, "duplicate domain \"%s\"",
+						(*vp)[i]);
+		}
+		if (must_be_served && !config_domain_known(p->cfg, (*vp)[i], strlen((*vp)[i])))
+			return cfg_fail(p, item, sub, "\"%s\" is not one of domains", (*vp)[i]);
+	}
+	return 0;
+}
+
+/* "udp://127.0.0.1:5060", "tcp://[::1]:5060": numeric addresses only, the daemon never
+ * waits on DNS. */
+static int cfg_listen_one(struct cfg_parse *p, yaml_node_t *node, const char *path,
+			  struct listen_spec *ls)
+{
+	static const char usage[] = "expected udp://ADDR:PORT or tcp://ADDR:PORT with a "
+				    "numeric address ([ADDR] for IPv6)";
+	char q[80], addr[64], got[80];
+	const char *s, *hostp, *endp, *portp;
+	unsigned char bin[sizeof(struct in6_addr)];
+	size_t hlen;
+	uint64_t port = 0;
+
+	if (!cfg_is_scalar(node) || cfg_is_null(node))
+		return cfg_fail(p, node, path, "%s, %s", usage,
+				cfg_got(node, got, sizeof(got)));
+	s = cfg_text(node);
+	cfg_quote(node, q, sizeof(q));
+	if (strncasecmp(s, "tls://", 6) == 0)
+		return cfg_fail(p, node, path, "tls:// is not supported yet (\"%s\")", q);
+	if (strncasecmp(s, "udp://", 6) == 0)
+		ls->proto = SIP_PROTO_UDP;
+	else if (strncasecmp(s, "tcp://", 6) == 0)
+		ls->proto = SIP_PROTO_TCP;
+	else
+		return cfg_fail(p, node, path, "%s, got \"%s\"", usage, q);
+	hostp = s + 6;
+	if (*hostp == '[') {
+		hostp++;
+		endp = strchr(hostp, ']');
+		if (!endp || endp[1] != ':')
+			return cfg_fail(p, node, path, "%s, got \"%s\"", usage, q);
+		portp = endp + 2;
+	} else {
+		endp = strrchr(hostp, ':');
+		if (!endp)
+			return cfg_fail(p, node, path, "%s, got \"%s\"", usage, q);
+		portp = endp + 1;
+	}
+	hlen = (size_t)(endp - hostp);
+	if (hlen == 0 || hlen >= sizeof(addr))
+		return cfg_fail(p, node, path, "%s, got \"%s\"", usage, q);
+	memcpy(addr, hostp, hlen);
+	addr[hlen] = '\0';
+	if (inet_pton(s[6] == '[' ? AF_INET6 : AF_INET, addr, bin) != 1)
+		return cfg_fail(p, node, path,
+				"\"%s\" is not a numeric IP%s address (no host names)", addr,
+				s[6] == '[' ? "v6" : "v4 (IPv6 goes in brackets)");
+	if (*portp == '\0' || strlen(portp) > 5)
+		goto bad_port;
+	for (const char *c = portp; *c; c++) {
+		if (!isdigit((unsigned char)*c))
+			goto bad_port;
+		port = port * 10 + (uint64_t)(*c - '0');
+	}
+	if (port < 1 || port > 65535)
+		goto bad_port;
+	snprintf(ls->addr, sizeof(ls->addr), "%s", addr);
+	ls->port = (uint16_t)port;
+	return 0;
+bad_port:
+	return cfg_fail(p, node, path, "port must be 1..65535, got \"%s\"", q);
+}
+
+static int cfg_listen(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct config *cfg = p->cfg;
+	char sub[CONFIG_PATH_MAX];
+	size_t n;
+	int err;
+
+	err = cfg_sequence(p, node, "listen");
+	if (err)
+		return err;
+	n = cfg_seq_len(node);
+	if (n == 0)
+		return cfg_fail(p, node, "listen", "needs at least one address");
+	cfg->listen = calloc(n, sizeof(*cfg->listen));
+	if (!cfg->listen)
+		return ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, node, i);
+		struct listen_spec *ls = &cfg->listen[i];
+
+		cfg_pathf(sub, "listen[%zu]", i);
+		err = cfg_listen_one(p, item, sub, ls);
+		if (err)
+			return err;
+		for (size_t j = 0; j < i; j++) {
+			if (cfg->listen[j].proto == ls->proto &&
+			    cfg->listen[j].port == ls->port &&
+			    strcmp(cfg->listen[j].addr, ls->addr) == 0)
+				return cfg_fail(p, item, sub, "listed twice");
+		}
+		cfg->n_listen++;
+	}
+	return 0;
+}
+
+static int cfg_listen_default(struct config *cfg)
+{
+	cfg->listen = calloc(2, sizeof(*cfg->listen));
+	if (!cfg->listen)
+		return ENOMEM;
+	cfg->listen[0] = (struct listen_spec){.proto = SIP_PROTO_UDP, .port = 5060};
+	cfg->listen[1] = (struct listen_spec){.proto = SIP_PROTO_TCP, .port = 5060};
+	strcpy(cfg->listen[0].addr, "127.0.0.1");
+	strcpy(cfg->listen[1].addr, "127.0.0.1");
+	cfg->n_listen = 2;
+	return 0;
+}
+
+static int cfg_registrar(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {
+	    {.name = "default_expires"},     {.name = "min_expires"},
+	    {.name = "max_expires"},	     {.name = "max_contacts"},
+	    {.name = "max_contacts_status"}, {.name = "unknown_domain"},
+	    {.name = "unknown_user"},
+	};
+	struct registrar_conf *rc = &p->cfg->registrar;
+	uint32_t *u32[] = {&rc->default_expires, &rc->min_expires, &rc->max_expires,
+			   &rc->max_contacts};
+	char path[CONFIG_PATH_MAX];
+	int err;
+
+	err = cfg_map_fields(p, node, "registrar", f, sizeof(f) / sizeof(f[0]));
+	if (err)
+		return err;
+	for (size_t i = 0; i < 4; i++) {
+		if (!f[i].value)
+			continue;
+		cfg_path(path, "registrar", f[i].name);
+		err = cfg_uint(p, f[i].value, path, 0, UINT32_MAX, u32[i]);
+		if (err)
+			return err;
+	}
+	if (f[4].value) {
+		err = cfg_status(p, f[4].value, "registrar.max_contacts_status", 403, 503,
+				 &rc->max_contacts_status);
+		if (err)
+			return err;
+	}
+	if (f[5].value) {
+		err = cfg_status(p, f[5].value, "registrar.unknown_domain", 403, 404,
+				 &rc->unknown_domain_status);
+		if (err)
+			return err;
+	}
+	if (f[6].value) {
+		err = cfg_status(p, f[6].value, "registrar.unknown_user", 403, 404,
+				 &rc->unknown_user_status);
+		if (err)
+			return err;
+	}
+	if (rc->min_expires > rc->max_expires) {
+		bool at_min = f[1].value != NULL;
+
+		return cfg_fail(p, at_min ? f[1].value : (f[2].value ? f[2].value : node),
+				at_min ? "registrar.min_expires" : "registrar.max_expires",
+				"min_expires (%lu) is above max_expires (%lu)",
+				(unsigned long)rc->min_expires, (unsigned long)rc->max_expires);
+	}
+	if (rc->default_expires < rc->min_expires || rc->default_expires > rc->max_expires) {
+		bool below = rc->default_expires < rc->min_expires;
+
+		/* An explicit default_expires is the culprit; else the bound that moved past
+		 * the built-in default. */
+		if (f[0].value || !f[below ? 1 : 2].value)
+			return cfg_fail(
+			    p, f[0].value ? f[0].value : node, "registrar.default_expires",
+			    "%lu is outside min_expires..max_expires (%lu..%lu)",
+			    (unsigned long)rc->default_expires, (unsigned long)rc->min_expires,
+			    (unsigned long)rc->max_expires);
+		return cfg_fail(p, f[below ? 1 : 2].value,
+				below ? "registrar.min_expires" : "registrar.max_expires",
+				"is %s default_expires (%lu): set registrar.default_expires "
+				"inside min_expires..max_expires",
+				below ? "above" : "below", (unsigned long)rc->default_expires);
+	}
+	return 0;
+}
+
+static int cfg_backend(struct cfg_parse *p, yaml_node_t *node, const char *section,
+		       struct location_conf *lc)
+{
+	struct cfg_field f[] = {{.name = "backend"},
+				{.name = "conninfo"},
+				{.name = "pool"},
+				{.name = "timeout_ms"}};
+	char path[CONFIG_PATH_MAX];
+	uint32_t v;
+	int err;
+
+	err = cfg_map_fields(p, node, section, f, sizeof(f) / sizeof(f[0]));
+	if (err)
+		return err;
+	if (f[0].value) {
+		char *s = NULL;
+
+		cfg_path(path, section, "backend");
+		err = cfg_string(p, f[0].value, path, &s);
+		if (err)
+			return err;
+		free((void *)lc->backend);
+		lc->backend = s;
+	}
+	if (f[1].value) {
+		char *s = NULL;
+
+		cfg_path(path, section, "conninfo");
+		err = cfg_string(p, f[1].value, path, &s);
+		if (err)
+			return err;
+		lc->conninfo = s;
+	}
+	if (f[2].value) {
+		cfg_path(path, section, "pool");
+		err = cfg_uint(p, f[2].value, path, 0, 1024, &v);
+		if (err)
+			return err;
+		lc->pool = v;
+	}
+	if (f[3].value) {
+		cfg_path(path, section, "timeout_ms");
+		err = cfg_uint(p, f[3].value, path, 0, 3600000, &v);
+		if (err)
+			return err;
+		lc->timeout_ms = v;
+	}
+	return 0;
+}
+
+static int cfg_ban(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {{.name = "max_failures"},
+				{.name = "window"},
+				{.name = "ban_time"},
+				{.name = "action"}};
+	struct auth_conf *ac = &p->cfg->auth;
+	char got[80];
+	int err;
+
+	err = cfg_map_fields(p, node, "auth.ban", f, sizeof(f) / sizeof(f[0]));
+	if (err)
+		return err;
+	if (f[0].value) {
+		err = cfg_uint(p, f[0].value, "auth.ban.max_failures", 0, UINT32_MAX,
+			       &ac->ban.max_failures);
+		if (err)
+			return err;
+	}
+	if (f[1].value) {
+		err =
+		    cfg_uint(p, f[1].value, "auth.ban.window", 1, UINT32_MAX, &ac->ban.window);
+		if (err)
+			return err;
+	}
+	if (f[2].value) {
+		err = cfg_uint(p, f[2].value, "auth.ban.ban_time", 1, UINT32_MAX,
+			       &ac->ban.ban_time);
+		if (err)
+			return err;
+	}
+	if (f[3].value) {
+		const yaml_node_t *v = f[3].value;
+
+		if (cfg_is_scalar(v) && strcmp(cfg_text(v), "403") == 0)
+			ac->ban.action = BAN_REPLY_403;
+		else if (cfg_is_scalar(v) && strcasecmp(cfg_text(v), "drop") == 0)
+			ac->ban.action = BAN_DROP;
+		else
+			return cfg_fail(p, v, "auth.ban.action", "expected 403 or drop, %s",
+					cfg_got(v, got, sizeof(got)));
+	}
+	return 0;
+}
+
+/* `auth: off`, `auth: on`, or the full mapping. */
+static int cfg_auth(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {{.name = "enabled"},
+				{.name = "secret_file"},
+				{.name = "nonce_ttl"},
+				{.name = "off_domains"},
+				{.name = "ban"}};
+	struct auth_conf *ac = &p->cfg->auth;
+	char got[80];
+	int err;
+
+	if (cfg_is_scalar(node)) {
+		if (cfg_bool_text(node, &ac->enabled) != 0)
+			return cfg_fail(p, node, "auth",
+					"expected on, off or a mapping (enabled, secret_file, "
+					"nonce_ttl, off_domains, ban), %s",
+					cfg_got(node, got, sizeof(got)));
+		return 0;
+	}
+	err = cfg_map_fields(p, node, "auth", f, sizeof(f) / sizeof(f[0]));
+	if (err)
+		return err;
+	if (f[0].value) {
+		err = cfg_bool(p, f[0].value, "auth.enabled", &ac->enabled);
+		if (err)
+			return err;
+	}
+	if (f[1].value) {
+		err = cfg_string(p, f[1].value, "auth.secret_file", &ac->secret_file);
+		if (err)
+			return err;
+	}
+	if (f[2].value) {
+		err = cfg_uint(p, f[2].value, "auth.nonce_ttl", 1, UINT32_MAX, &ac->nonce_ttl);
+		if (err)
+			return err;
+	}
+	if (f[3].value) {
+		err = cfg_domain_list(p, f[3].value, "auth.off_domains", true, &ac->off_domains,
+				      &ac->n_off_domains);
+		if (err)
+			return err;
+	}
+	if (f[4].value)
+		return cfg_ban(p, f[4].value);
+	return 0;
+}
+
+static int cfg_limits(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {{.name = "max_message_size"},
+				{.name = "max_tcp_connections"},
+				{.name = "tcp_idle_timeout"},
+				{.name = "max_transactions"},
+				{.name = "max_pending"}};
+	struct limits_conf *lc = &p->cfg->limits;
+	uint32_t *v[] = {&lc->max_message_size, &lc->max_tcp_connections, &lc->tcp_idle_timeout,
+			 &lc->max_transactions, &lc->max_pending};
+	/* A REGISTER with a few headers needs some hundred bytes; below that nothing works. */
+	const uint32_t min[] = {512, 1, 1, 1, 1};
+	char path[CONFIG_PATH_MAX];
+	int err;
+
+	err = cfg_map_fields(p, node, "limits", f, sizeof(f) / sizeof(f[0]));
+	if (err)
+		return err;
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		if (!f[i].value)
+			continue;
+		cfg_path(path, "limits", f[i].name);
+		err = cfg_uint(p, f[i].value, path, min[i], UINT32_MAX, v[i]);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int cfg_log(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {{.name = "level"}};
+	enum log_level level;
+	char got[80];
+	int err;
+
+	err = cfg_map_fields(p, node, "log", f, 1);
+	if (err)
+		return err;
+	if (!f[0].value)
+		return 0;
+	if (!cfg_is_scalar(f[0].value) || log_level_parse(cfg_text(f[0].value), &level) != 0)
+		return cfg_fail(p, f[0].value, "log.level",
+				"expected error, warn, info or debug, %s",
+				cfg_got(f[0].value, got, sizeof(got)));
+	p->cfg->log_level = (int)level;
+	return 0;
+}
+
+static bool cfg_hex_valid(const char *s, size_t len)
+{
+	if (strlen(s) != len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+static void cfg_user_release(struct conf_user *u)
+{
+	free((void *)u->user);
+	free((void *)u->domain);
+	free((void *)u->password);
+	free((void *)u->ha1_md5);
+	free((void *)u->ha1_sha256);
+	for (size_t i = 0; i < u->n_aliases; i++)
+		free((void *)u->aliases[i]);
+	free((void *)u->aliases);
+	memset(u, 0, sizeof(*u));
+}
+
+/* aliases: ["user@domain", ...], each in a served domain; the domain is lower-cased. */
+static int cfg_aliases(struct cfg_parse *p, yaml_node_t *node, const char *path,
+		       struct conf_user *u)
+{
+	char sub[CONFIG_PATH_MAX], q[48];
+	char **v;
+	size_t n;
+	int err;
+
+	err = cfg_sequence(p, node, path);
+	if (err)
+		return err;
+	n = cfg_seq_len(node);
+	if (n == 0)
+		return 0;
+	v = calloc(n, sizeof(*v));
+	if (!v)
+		return ENOMEM;
+	u->aliases = (const char *const *)v;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, node, i);
+		char *at;
+
+		cfg_pathf(sub, "%s[%zu]", path, i);
+		err = cfg_string(p, item, sub, &v[i]);
+		if (err)
+			return err;
+		u->n_aliases++;
+		at = strchr(v[i], '@');
+		if (!at || at == v[i] || at[1] == '\0' || strchr(at + 1, '@'))
+			return cfg_fail(p, item, sub, "expected \"user@domain\", got \"%s\"",
+					cfg_quote(item, q, sizeof(q)));
+		cfg_lower(at + 1);
+		if (!config_domain_known(p->cfg, at + 1, strlen(at + 1)))
+			return cfg_fail(p, item, sub, "domain \"%s\" is not one of domains",
+					at + 1);
+	}
+	return 0;
+}
+
+/* A secret: hex of the right length, lower-cased (digest computes on lower-case hex). */
+static int cfg_ha1(struct cfg_parse *p, yaml_node_t *node, const char *path, size_t digits,
+		   const char **sp)
+{
+	char *s = NULL;
+	int err;
+
+	err = cfg_string(p, node, path, &s);
+	if (err)
+		return err;
+	if (!cfg_hex_valid(s, digits)) {
+		free(s);
+		return cfg_fail(p, node, path, "expected %zu hex digits", digits);
+	}
+	cfg_lower(s);
+	*sp = s;
+	return 0;
+}
+
+static int cfg_user(struct cfg_parse *p, yaml_node_t *node, size_t idx, struct conf_user *u)
+{
+	struct cfg_field f[] = {
+	    {.name = "user"},	 {.name = "domain"},	   {.name = "password"},
+	    {.name = "ha1_md5"}, {.name = "ha1_sha256"},   {.name = "auth"},
+	    {.name = "enabled"}, {.name = "max_contacts"}, {.name = "aliases"}};
+	char path[CONFIG_PATH_MAX], sub[CONFIG_PATH_MAX];
+	char *s;
+	bool auth_on = true;
+	int err;
+
+	cfg_pathf(path, "users[%zu]", idx);
+	u->enabled = true;
+	err = cfg_map_fields(p, node, path, f, sizeof(f) / sizeof(f[0]));
+	if (err)
+		return err;
+	if (!f[0].value)
+		return cfg_fail(p, node, path, "missing \"user\"");
+	cfg_path(sub, path, "user");
+	s = NULL;
+	err = cfg_string(p, f[0].value, sub, &s);
+	if (err)
+		return err;
+	u->user = s;
+	if (strchr(s, '@'))
+		return cfg_fail(p, f[0].value, sub,
+				"the user part only: put the domain in \"domain\"");
+	if (f[1].value) {
+		cfg_path(sub, path, "domain");
+		s = NULL;
+		err = cfg_string(p, f[1].value, sub, &s);
+		if (err)
+			return err;
+		u->domain = s;
+		cfg_lower(s);
+		if (!config_domain_known(p->cfg, s, strlen(s)))
+			return cfg_fail(p, f[1].value, sub, "\"%s\" is not one of domains", s);
+	} else if (p->cfg->registrar.n_domains == 0) {
+		return cfg_fail(p, node, path,
+				"no domains are configured: users need at least one entry in "
+				"\"domains\"");
+	}
+	if (f[2].value) {
+		cfg_path(sub, path, "password");
+		s = NULL;
+		err = cfg_string(p, f[2].value, sub, &s);
+		if (err)
+			return err;
+		u->password = s;
+	}
+	if (f[3].value) {
+		cfg_path(sub, path, "ha1_md5");
+		err = cfg_ha1(p, f[3].value, sub, 32, &u->ha1_md5);
+		if (err)
+			return err;
+	}
+	if (f[4].value) {
+		cfg_path(sub, path, "ha1_sha256");
+		err = cfg_ha1(p, f[4].value, sub, 64, &u->ha1_sha256);
+		if (err)
+			return err;
+	}
+	if (f[5].value) {
+		cfg_path(sub, path, "auth");
+		err = cfg_bool(p, f[5].value, sub, &auth_on);
+		if (err)
+			return err;
+		u->auth_off = !auth_on;
+	}
+	if (f[6].value) {
+		cfg_path(sub, path, "enabled");
+		err = cfg_bool(p, f[6].value, sub, &u->enabled);
+		if (err)
+			return err;
+	}
+	if (f[7].value) {
+		cfg_path(sub, path, "max_contacts");
+		err = cfg_uint(p, f[7].value, sub, 0, UINT32_MAX, &u->max_contacts);
+		if (err)
+			return err;
+	}
+	if (f[8].value) {
+		cfg_path(sub, path, "aliases");
+		err = cfg_aliases(p, f[8].value, sub, u);
+		if (err)
+			return err;
+	}
+	if (u->password || u->ha1_md5 || u->ha1_sha256 || u->auth_off || !p->cfg->auth.enabled)
+		return 0;
+	for (size_t i = 0; u->domain && i < p->cfg->auth.n_off_domains; i++) {
+		if (strcmp(u->domain, p->cfg->auth.off_domains[i]) == 0)
+			return 0;
+	}
+	return cfg_fail(p, node, path,
+			"user \"%s\" needs password, ha1_md5 or ha1_sha256 (or auth: off)",
+			u->user);
+}
+
+/* Two entries collide when they could answer for the same AOR: same user part (case
+ * matters in SIP user parts) and the same domain, or either one in every domain. */
+static bool cfg_user_clash(const struct conf_user *a, const struct conf_user *b)
+{
+	if (strcmp(a->user, b->user) != 0)
+		return false;
+	return !a->domain || !b->domain || strcmp(a->domain, b->domain) == 0;
+}
+
+static int cfg_users(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct config *cfg = p->cfg;
+	size_t n;
+	int err;
+
+	err = cfg_sequence(p, node, "users");
+	if (err)
+		return err;
+	n = cfg_seq_len(node);
+	if (n == 0)
+		return 0;
+	cfg->users = calloc(n, sizeof(*cfg->users));
+	if (!cfg->users)
+		return ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, node, i);
+		struct conf_user *u = &cfg->users[i];
+
+		/* Counted first so config_free releases a half-filled entry. */
+		cfg->n_users++;
+		err = cfg_user(p, item, i, u);
+		if (err)
+			return err;
+		for (size_t j = 0; j < i; j++) {
+			char path[CONFIG_PATH_MAX];
+
+			if (!cfg_user_clash(&cfg->users[j], u))
+				continue;
+			cfg_pathf(path, "users[%zu]", i);
+			return cfg_fail(p, item, path, "duplicate user \"%s%s%s\" (users[%zu])",
+					u->user, u->domain ? "@" : "",
+					u->domain ? u->domain : "", j);
+		}
+	}
+	return 0;
+}
+
+static int cfg_defaults(struct config *cfg)
+{
+	char host[256];
+	int n;
+
+	cfg->registrar = (struct registrar_conf){
+	    .default_expires = 3600,
+	    .min_expires = 60,
+	    .max_expires = 7200,
+	    .max_contacts = 10,
+	    .max_contacts_status = 403,
+	    .unknown_domain_status = 404,
+	    .unknown_user_status = 404,
+	};
+	cfg->auth.enabled = true;
+	cfg->auth.nonce_ttl = 300;
+	cfg->auth.ban.max_failures = 10;
+	cfg->auth.ban.window = 60;
+	cfg->auth.ban.ban_time = 300;
+	cfg->auth.ban.action = BAN_REPLY_403;
+	cfg->limits = (struct limits_conf){
+	    .max_message_size = 65535,
+	    .max_tcp_connections = 10000,
+	    .tcp_idle_timeout = 600,
+	    .max_transactions = 2000000,
+	    .max_pending = 10000,
+	};
+	cfg->log_level = LOG_INFO;
+	cfg->directory.backend = strdup("memory");
+	cfg->location.backend = strdup("memory");
+	if (gethostname(host, sizeof(host)) != 0)
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	n = asprintf(&cfg->instance_id, "%s:%ld", host, (long)getpid());
+	if (n < 0)
+		cfg->instance_id = NULL;
+	if (!cfg->directory.backend || !cfg->location.backend || !cfg->instance_id)
+		return ENOMEM;
+	return 0;
+}
+
+static int cfg_instance_id(struct cfg_parse *p, yaml_node_t *node)
+{
+	char *s = NULL;
+	int err;
+
+	err = cfg_string(p, node, "instance_id", &s);
+	if (err)
+		return err;
+	free(p->cfg->instance_id);
+	p->cfg->instance_id = s;
+	for (; *s; s++) {
+		if (iscntrl((unsigned char)*s) || isspace((unsigned char)*s))
+			return cfg_fail(p, node, "instance_id", "must not contain spaces");
+	}
+	if (strlen(p->cfg->instance_id) > 255)
+		return cfg_fail(p, node, "instance_id", "longer than 255 bytes");
+	return 0;
+}
+
+/* Walks the root mapping in dependency order (see DESIGN above). */
+static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
+{
+	enum {
+		F_INSTANCE,
+		F_LISTEN,
+		F_DOMAINS,
+		F_REGISTRAR,
+		F_DIRECTORY,
+		F_LOCATION,
+		F_USERS,
+		F_AUTH,
+		F_LIMITS,
+		F_LOG,
+		F_N
+	};
+	struct cfg_field f[F_N] = {
+	    [F_INSTANCE] = {.name = "instance_id"}, [F_LISTEN] = {.name = "listen"},
+	    [F_DOMAINS] = {.name = "domains"},	    [F_REGISTRAR] = {.name = "registrar"},
+	    [F_DIRECTORY] = {.name = "directory"},  [F_LOCATION] = {.name = "location"},
+	    [F_USERS] = {.name = "users"},	    [F_AUTH] = {.name = "auth"},
+	    [F_LIMITS] = {.name = "limits"},	    [F_LOG] = {.name = "log"},
+	};
+	struct config *cfg = p->cfg;
+	int err;
+
+	if (root && cfg_is_null(root))
+		root = NULL;
+	if (root) {
+		err = cfg_map_fields(p, root, "", f, F_N);
+		if (err)
+			return err;
+	}
+	if (f[F_INSTANCE].value) {
+		err = cfg_instance_id(p, f[F_INSTANCE].value);
+		if (err)
+			return err;
+	}
+	err = f[F_LISTEN].value ? cfg_listen(p, f[F_LISTEN].value) : cfg_listen_default(cfg);
+	if (err)
+		return err;
+	if (f[F_DOMAINS].value) {
+		err = cfg_domain_list(p, f[F_DOMAINS].value, "domains", false,
+				      &cfg->registrar.domains, &cfg->registrar.n_domains);
+		if (err)
+			return err;
+	}
+	if (f[F_REGISTRAR].value) {
+		err = cfg_registrar(p, f[F_REGISTRAR].value);
+		if (err)
+			return err;
+	}
+	if (f[F_DIRECTORY].value) {
+		err = cfg_backend(p, f[F_DIRECTORY].value, "directory", &cfg->directory);
+		if (err)
+			return err;
+	}
+	if (f[F_LOCATION].value) {
+		err = cfg_backend(p, f[F_LOCATION].value, "location", &cfg->location);
+		if (err)
+			return err;
+	}
+	if (f[F_AUTH].value) {
+		err = cfg_auth(p, f[F_AUTH].value);
+		if (err)
+			return err;
+	}
+	if (f[F_USERS].value) {
+		err = cfg_users(p, f[F_USERS].value);
+		if (err)
+			return err;
+		if (cfg->n_users && strcmp(cfg->directory.backend, "memory") != 0)
+			log_warn("%s: users are read by the memory directory only; directory "
+				 "backend \"%s\" ignores them",
+				 p->name, cfg->directory.backend);
+	}
+	if (f[F_LIMITS].value) {
+		err = cfg_limits(p, f[F_LIMITS].value);
+		if (err)
+			return err;
+	}
+	if (f[F_LOG].value) {
+		err = cfg_log(p, f[F_LOG].value);
+		if (err)
+			return err;
+	}
+	cfg->directory.users = cfg->users;
+	cfg->directory.n_users = cfg->n_users;
+	cfg->location.users = cfg->users;
+	cfg->location.n_users = cfg->n_users;
+	cfg->directory.instance_id = cfg->instance_id;
+	cfg->location.instance_id = cfg->instance_id;
+	return 0;
+}
+
+static int cfg_parse_doc(struct cfg_parse *p, const char *yaml, size_t len)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc, extra;
+	bool have_doc = false;
+	int err = 0;
+
+	if (!yaml_parser_initialize(&parser))
+		return ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		err = parser.error == YAML_MEMORY_ERROR ? ENOMEM : EINVAL;
+		if (err == EINVAL && p->err && p->errlen)
+			snprintf(p->err, p->errlen, "%s:%lu: YAML syntax error: %s%s%s",
+				 p->name, (unsigned long)parser.problem_mark.line + 1,
+				 parser.problem ? parser.problem : "malformed",
+				 parser.context ? " " : "",
+				 parser.context ? parser.context : "");
+		goto out;
+	}
+	have_doc = true;
+	/* A second document would be silently ignored: refuse it. */
+	if (!yaml_parser_load(&parser, &extra)) {
+		err = EINVAL;
+		if (p->err && p->errlen)
+			snprintf(p->err, p->errlen, "%s:%lu: YAML syntax error: %s", p->name,
+				 (unsigned long)parser.problem_mark.line + 1,
+				 parser.problem ? parser.problem : "malformed");
+		goto out;
+	}
+	if (yaml_document_get_root_node(&extra)) {
+		err = EINVAL;
+		if (p->err && p->errlen)
+			snprintf(p->err, p->errlen, "%s:%lu: only one YAML document is allowed",
+				 p->name, (unsigned long)extra.start_mark.line + 1);
+		yaml_document_delete(&extra);
+		goto out;
+	}
+	yaml_document_delete(&extra);
+	p->doc = &doc;
+	err = cfg_root(p, yaml_document_get_root_node(&doc));
+out:
+	if (have_doc)
+		yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return err;
+}
+
+int config_load_string(struct config **cfgp, const char *yaml, size_t len, const char *name,
+		       char *err, size_t errlen)
+{
+	struct cfg_parse p = {.name = name ? name : "(config)", .err = err, .errlen = errlen};
+	struct config *cfg;
+	int rc;
+
+	if (!cfgp || (!yaml && len))
+		return EINVAL;
+	*cfgp = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	cfg = calloc(1, sizeof(*cfg));
+	if (!cfg)
+		return ENOMEM;
+	p.cfg = cfg;
+	rc = cfg_defaults(cfg);
+	if (rc)
+		goto out;
+	rc = cfg_parse_doc(&p, yaml ? yaml : "", len);
+out:
+	if (rc == ENOMEM && err && errlen && !err[0])
+		snprintf(err, errlen, "%s: out of memory", p.name);
+	if (rc) {
+		config_free(&cfg);
+		return rc;
+	}
+	*cfgp = cfg;
+	return 0;
+}
+
+/* Reads the file whole: configs are small, and one buffer gives libyaml exact marks. */
+static int cfg_read_file(const char *path, char **bufp, size_t *lenp)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL, *nbuf;
+	size_t len = 0, cap = 0, n;
+	int err = 0;
+
+	if (!f)
+		return errno;
+	for (;;) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8192;
+			if (cap > CONFIG_MAX_FILE + 1) {
+				err = EFBIG;
+				goto out;
+			}
+			nbuf = realloc(buf, cap);
+			if (!nbuf) {
+				err = ENOMEM;
+				goto out;
+			}
+			buf = nbuf;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n == 0) {
+			if (ferror(f))
+				err = EIO;
+			break;
+		}
+	}
+out:
+	fclose(f);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	*bufp = buf;
+	*lenp = len;
+	return 0;
+}
+
+int config_load(struct config **cfgp, const char *path, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!cfgp || !path)
+		return EINVAL;
+	*cfgp = NULL;
+	rc = cfg_read_file(path, &buf, &len);
+	if (rc) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: cannot read: %s", path, strerror(rc));
+		return rc;
+	}
+	rc = config_load_string(cfgp, buf, len, path, err, errlen);
+	free(buf);
+	if (rc)
+		return rc;
+	(*cfgp)->path = strdup(path);
+	if (!(*cfgp)->path) {
+		config_free(cfgp);
+		if (err && errlen)
+			snprintf(err, errlen, "%s: out of memory", path);
+		return ENOMEM;
+	}
+	return 0;
+}
+
+void config_free(struct config **cfgp)
+{
+	struct config *cfg;
+
+	if (!cfgp || !*cfgp)
+		return;
+	cfg = *cfgp;
+	free(cfg->path);
+	free(cfg->listen);
+	cfg_strv_free(&cfg->registrar.domains, &cfg->registrar.n_domains);
+	free((void *)cfg->directory.backend);
+	free((void *)cfg->directory.conninfo);
+	free((void *)cfg->location.backend);
+	free((void *)cfg->location.conninfo);
+	for (size_t i = 0; i < cfg->n_users; i++)
+		cfg_user_release(&cfg->users[i]);
+	free(cfg->users);
+	free(cfg->auth.secret_file);
+	cfg_strv_free(&cfg->auth.off_domains, &cfg->auth.n_off_domains);
+	free(cfg->instance_id);
+	free(cfg);
+	*cfgp = NULL;
+}

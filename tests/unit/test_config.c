@@ -1,7 +1,560 @@
-/* placeholder */
+/* Unit tests for src/config.c: the YAML config lands in the right fields, defaults apply,
+ * and each mistake is refused with EINVAL and a message naming its line and key. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+#include "log.h"
+
+static char errbuf[512];
+
+static int load(struct config **cfgp, const char *yaml)
+{
+	return config_load_string(cfgp, yaml, strlen(yaml), "t.yaml", errbuf, sizeof(errbuf));
+}
+
+/* The YAML must be refused with EINVAL and a message "t.yaml:LINE: KEY: ..." that also
+ * contains want (when given). */
+static void check_refused(const char *yaml, unsigned line, const char *key, const char *want,
+			  int src_line)
+{
+	struct config *cfg = NULL;
+	char prefix[160];
+	int rc = load(&cfg, yaml);
+
+	snprintf(prefix, sizeof(prefix), "t.yaml:%u: %s%s", line, key, *key ? ": " : "");
+	if (rc != EINVAL || cfg != NULL) {
+		printf("#   line %d: rc %d, expected EINVAL\n", src_line, rc);
+		check_case_failed = 1;
+	}
+	if (strncmp(errbuf, prefix, strlen(prefix)) != 0 || (want && !strstr(errbuf, want))) {
+		printf("#   line %d: message \"%s\", expected \"%s...%s\"\n", src_line, errbuf,
+		       prefix, want ? want : "");
+		check_case_failed = 1;
+	}
+	if (strchr(errbuf, '\n')) {
+		printf("#   line %d: message is not one line\n", src_line);
+		check_case_failed = 1;
+	}
+	config_free(&cfg);
+}
+
+#define REFUSED(yaml, line, key, want) check_refused(yaml, line, key, want, __LINE__)
+
+static const char full_example[] =
+    "instance_id: sipreg-a\n"
+    "listen: [udp://127.0.0.1:5060, tcp://127.0.0.1:5061, \"udp://[::1]:5062\"]\n"
+    "domains: [Example.COM, dev.example.com]\n"
+    "registrar:\n"
+    "  default_expires: 1800\n"
+    "  min_expires: 30\n"
+    "  max_expires: 7000\n"
+    "  max_contacts: 7\n"
+    "  max_contacts_status: 503\n"
+    "  unknown_domain: 403\n"
+    "  unknown_user: 403\n"
+    "directory: {backend: memory}\n"
+    "location: {backend: pg, conninfo: \"host=127.0.0.1 dbname=sipreg\", pool: 4, "
+    "timeout_ms: 2000}\n"
+    "users:\n"
+    "  - {user: alice, password: secret}\n"
+    "  - {user: bob, domain: example.com, ha1_md5: \"0123456789ABCDEF0123456789abcdef\",\n"
+    "     ha1_sha256: "
+    "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\n"
+    "     auth: off, max_contacts: 3, aliases: [\"bobby@EXAMPLE.com\"], enabled: false}\n"
+    "auth:\n"
+    "  enabled: true\n"
+    "  secret_file: /etc/sipreg/nonce.secret\n"
+    "  nonce_ttl: 120\n"
+    "  off_domains: [dev.example.com]\n"
+    "  ban: {max_failures: 5, window: 30, ban_time: 600, action: drop}\n"
+    "limits: {max_message_size: 4096, max_tcp_connections: 100, tcp_idle_timeout: 60,\n"
+    "         max_transactions: 5000, max_pending: 50}\n"
+    "log: {level: debug}\n";
+
+static void test_full_example_sets_every_field(void)
+{
+	struct config *cfg = NULL;
+	const struct conf_user *u;
+
+	CHECK_INT(load(&cfg, full_example), 0);
+	if (!cfg) {
+		printf("#   %s\n", errbuf);
+		check_case_failed = 1;
+		return;
+	}
+	CHECK_STR(cfg->instance_id, "sipreg-a");
+	CHECK_INT(cfg->n_listen, 3);
+	CHECK_INT(cfg->listen[0].proto, SIP_PROTO_UDP);
+	CHECK_STR(cfg->listen[0].addr, "127.0.0.1");
+	CHECK_INT(cfg->listen[0].port, 5060);
+	CHECK_INT(cfg->listen[1].proto, SIP_PROTO_TCP);
+	CHECK_INT(cfg->listen[1].port, 5061);
+	CHECK_INT(cfg->listen[2].proto, SIP_PROTO_UDP);
+	CHECK_STR(cfg->listen[2].addr, "::1");
+	CHECK_INT(cfg->listen[2].port, 5062);
+	CHECK_INT(cfg->registrar.n_domains, 2);
+	CHECK_STR(cfg->registrar.domains[0], "example.com");
+	CHECK_STR(cfg->registrar.domains[1], "dev.example.com");
+	CHECK_INT(cfg->registrar.default_expires, 1800);
+	CHECK_INT(cfg->registrar.min_expires, 30);
+	CHECK_INT(cfg->registrar.max_expires, 7000);
+	CHECK_INT(cfg->registrar.max_contacts, 7);
+	CHECK_INT(cfg->registrar.max_contacts_status, 503);
+	CHECK_INT(cfg->registrar.unknown_domain_status, 403);
+	CHECK_INT(cfg->registrar.unknown_user_status, 403);
+	CHECK_STR(cfg->directory.backend, "memory");
+	CHECK(cfg->directory.conninfo == NULL);
+	CHECK_STR(cfg->location.backend, "pg");
+	CHECK_STR(cfg->location.conninfo, "host=127.0.0.1 dbname=sipreg");
+	CHECK_INT(cfg->location.pool, 4);
+	CHECK_INT(cfg->location.timeout_ms, 2000);
+	CHECK_INT(cfg->n_users, 2);
+	CHECK(cfg->directory.users == cfg->users);
+	CHECK_INT(cfg->directory.n_users, 2);
+	CHECK(cfg->location.users == cfg->users);
+	CHECK_STR(cfg->directory.instance_id, "sipreg-a");
+	CHECK_STR(cfg->location.instance_id, "sipreg-a");
+	u = &cfg->users[0];
+	CHECK_STR(u->user, "alice");
+	CHECK(u->domain == NULL);
+	CHECK_STR(u->password, "secret");
+	CHECK(u->ha1_md5 == NULL && u->ha1_sha256 == NULL);
+	CHECK(u->enabled && !u->auth_off);
+	CHECK_INT(u->max_contacts, 0);
+	CHECK_INT(u->n_aliases, 0);
+	u = &cfg->users[1];
+	CHECK_STR(u->user, "bob");
+	CHECK_STR(u->domain, "example.com");
+	CHECK(u->password == NULL);
+	CHECK_STR(u->ha1_md5, "0123456789abcdef0123456789abcdef");
+	CHECK_STR(u->ha1_sha256,
+		  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	CHECK(u->auth_off);
+	CHECK(!u->enabled);
+	CHECK_INT(u->max_contacts, 3);
+	CHECK_INT(u->n_aliases, 1);
+	if (u->n_aliases == 1)
+		CHECK_STR(u->aliases[0], "bobby@example.com");
+	CHECK(cfg->auth.enabled);
+	CHECK_STR(cfg->auth.secret_file, "/etc/sipreg/nonce.secret");
+	CHECK_INT(cfg->auth.nonce_ttl, 120);
+	CHECK_INT(cfg->auth.n_off_domains, 1);
+	if (cfg->auth.n_off_domains == 1)
+		CHECK_STR(cfg->auth.off_domains[0], "dev.example.com");
+	CHECK_INT(cfg->auth.ban.max_failures, 5);
+	CHECK_INT(cfg->auth.ban.window, 30);
+	CHECK_INT(cfg->auth.ban.ban_time, 600);
+	CHECK_INT(cfg->auth.ban.action, BAN_DROP);
+	CHECK_INT(cfg->limits.max_message_size, 4096);
+	CHECK_INT(cfg->limits.max_tcp_connections, 100);
+	CHECK_INT(cfg->limits.tcp_idle_timeout, 60);
+	CHECK_INT(cfg->limits.max_transactions, 5000);
+	CHECK_INT(cfg->limits.max_pending, 50);
+	CHECK_INT(cfg->log_level, LOG_DEBUG);
+	CHECK(cfg->path == NULL);
+	config_free(&cfg);
+	CHECK(cfg == NULL);
+}
+
+static void check_defaults(const struct config *cfg)
+{
+	char want[300], host[256];
+
+	CHECK_INT(cfg->n_listen, 2);
+	if (cfg->n_listen == 2) {
+		CHECK_INT(cfg->listen[0].proto, SIP_PROTO_UDP);
+		CHECK_STR(cfg->listen[0].addr, "127.0.0.1");
+		CHECK_INT(cfg->listen[0].port, 5060);
+		CHECK_INT(cfg->listen[1].proto, SIP_PROTO_TCP);
+		CHECK_STR(cfg->listen[1].addr, "127.0.0.1");
+		CHECK_INT(cfg->listen[1].port, 5060);
+	}
+	CHECK_INT(cfg->registrar.n_domains, 0);
+	CHECK_INT(cfg->registrar.default_expires, 3600);
+	CHECK_INT(cfg->registrar.min_expires, 60);
+	CHECK_INT(cfg->registrar.max_expires, 7200);
+	CHECK_INT(cfg->registrar.max_contacts, 10);
+	CHECK_INT(cfg->registrar.max_contacts_status, 403);
+	CHECK_INT(cfg->registrar.unknown_domain_status, 404);
+	CHECK_INT(cfg->registrar.unknown_user_status, 404);
+	CHECK_STR(cfg->directory.backend, "memory");
+	CHECK_STR(cfg->location.backend, "memory");
+	CHECK_INT(cfg->location.pool, 0);
+	CHECK_INT(cfg->location.timeout_ms, 0);
+	CHECK_INT(cfg->n_users, 0);
+	CHECK(cfg->auth.enabled);
+	CHECK(cfg->auth.secret_file == NULL);
+	CHECK_INT(cfg->auth.nonce_ttl, 300);
+	CHECK_INT(cfg->auth.n_off_domains, 0);
+	CHECK_INT(cfg->auth.ban.max_failures, 10);
+	CHECK_INT(cfg->auth.ban.window, 60);
+	CHECK_INT(cfg->auth.ban.ban_time, 300);
+	CHECK_INT(cfg->auth.ban.action, BAN_REPLY_403);
+	CHECK_INT(cfg->limits.max_message_size, 65535);
+	CHECK_INT(cfg->limits.max_tcp_connections, 10000);
+	CHECK_INT(cfg->limits.tcp_idle_timeout, 600);
+	CHECK_INT(cfg->limits.max_transactions, 2000000);
+	CHECK_INT(cfg->limits.max_pending, 10000);
+	CHECK_INT(cfg->log_level, LOG_INFO);
+	CHECK(gethostname(host, sizeof(host)) == 0);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(want, sizeof(want), "%s:%ld", host, (long)getpid());
+	CHECK_STR(cfg->instance_id, want);
+	CHECK_STR(cfg->directory.instance_id, want);
+}
+
+static void test_empty_config_gets_every_default(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, ""), 0);
+	if (cfg)
+		check_defaults(cfg);
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "# only a comment\n"), 0);
+	if (cfg)
+		check_defaults(cfg);
+	config_free(&cfg);
+}
+
+static void test_partial_sections_keep_other_defaults(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "registrar: {max_contacts: 2}\nauth: {nonce_ttl: 60}\n"
+			     "location: {backend: pg}\n"),
+		  0);
+	if (!cfg)
+		return;
+	CHECK_INT(cfg->registrar.max_contacts, 2);
+	CHECK_INT(cfg->registrar.default_expires, 3600);
+	CHECK_INT(cfg->registrar.max_contacts_status, 403);
+	CHECK(cfg->auth.enabled);
+	CHECK_INT(cfg->auth.nonce_ttl, 60);
+	CHECK_INT(cfg->auth.ban.max_failures, 10);
+	CHECK_STR(cfg->location.backend, "pg");
+	CHECK(cfg->location.conninfo == NULL);
+	CHECK_STR(cfg->directory.backend, "memory");
+	config_free(&cfg);
+}
+
+static void test_auth_off_scalar_disables_auth(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "domains: [a.example]\nauth: off\nusers: [{user: u}]\n"), 0);
+	if (!cfg) {
+		printf("#   %s\n", errbuf);
+		check_case_failed = 1;
+		return;
+	}
+	CHECK(!cfg->auth.enabled);
+	CHECK_INT(cfg->auth.nonce_ttl, 300);
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "auth: on\n"), 0);
+	CHECK(cfg && cfg->auth.enabled);
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "auth: {enabled: false}\n"), 0);
+	CHECK(cfg && !cfg->auth.enabled);
+	config_free(&cfg);
+	REFUSED("auth: maybe\n", 1, "auth", "got \"maybe\"");
+}
+
+static void test_user_auth_off_needs_no_secret(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "domains: [a.example]\nusers:\n  - {user: phone, auth: off}\n"),
+		  0);
+	CHECK(cfg && cfg->n_users == 1 && cfg->users[0].auth_off);
+	config_free(&cfg);
+	/* A user in an auth.off_domains domain needs none either. */
+	CHECK_INT(load(&cfg, "domains: [a.example, dev.example]\n"
+			     "auth: {off_domains: [DEV.example]}\n"
+			     "users: [{user: t, domain: dev.example}]\n"),
+		  0);
+	CHECK(cfg && cfg->n_users == 1);
+	config_free(&cfg);
+	REFUSED("domains: [a.example]\nusers:\n  - {user: phone}\n", 3, "users[0]",
+		"needs password");
+}
+
+static void test_listen_ipv6_and_ipv4(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "listen: [\"tcp://[::1]:5070\", \"udp://[fe80::1]:1\", "
+			     "udp://127.0.0.2:65535]\n"),
+		  0);
+	if (!cfg)
+		return;
+	CHECK_INT(cfg->n_listen, 3);
+	CHECK_INT(cfg->listen[0].proto, SIP_PROTO_TCP);
+	CHECK_STR(cfg->listen[0].addr, "::1");
+	CHECK_INT(cfg->listen[0].port, 5070);
+	CHECK_STR(cfg->listen[1].addr, "fe80::1");
+	CHECK_INT(cfg->listen[1].port, 1);
+	CHECK_STR(cfg->listen[2].addr, "127.0.0.2");
+	CHECK_INT(cfg->listen[2].port, 65535);
+	config_free(&cfg);
+}
+
+static void test_listen_errors_are_refused(void)
+{
+	REFUSED("listen:\n  - udp://127.0.0.1:5060\n  - tls://127.0.0.1:5061\n", 3, "listen[1]",
+		"tls:// is not supported yet");
+	REFUSED("listen: [udp://localhost:5060]\n", 1, "listen[0]", "not a numeric");
+	REFUSED("listen: [udp://127.0.0.1:0]\n", 1, "listen[0]", "1..65535");
+	REFUSED("listen: [udp://127.0.0.1:65536]\n", 1, "listen[0]", "1..65535");
+	REFUSED("listen: [udp://127.0.0.1]\n", 1, "listen[0]", "udp://ADDR:PORT");
+	REFUSED("listen: [udp://::1:5060]\n", 1, "listen[0]", "brackets");
+	REFUSED("listen: [sctp://127.0.0.1:5060]\n", 1, "listen[0]", "udp://ADDR:PORT");
+	REFUSED("listen: []\n", 1, "listen", "at least one");
+	REFUSED("listen: udp://127.0.0.1:5060\n", 1, "listen", "expected a list");
+	REFUSED("listen: [udp://127.0.0.1:5060, udp://127.0.0.1:5060]\n", 1, "listen[1]",
+		"twice");
+}
+
+static void test_registrar_values_are_checked(void)
+{
+	REFUSED("# comment\n\nregistrar:\n  min_expires: abc\n", 4, "registrar.min_expires",
+		"expected an integer 0..4294967295, got \"abc\"");
+	REFUSED("registrar:\n  max_expires: -1\n", 2, "registrar.max_expires", "got \"-1\"");
+	REFUSED("registrar:\n  max_expires: 4294967296\n", 2, "registrar.max_expires", NULL);
+	REFUSED("registrar:\n  max_contacts: \"10\"\n", 2, "registrar.max_contacts",
+		"expected an integer");
+	REFUSED("registrar:\n  min_expires: 600\n  max_expires: 300\n  default_expires: 400\n",
+		2, "registrar.min_expires", "above max_expires");
+	REFUSED("registrar:\n  max_expires: 30\n", 2, "registrar.max_expires",
+		"above max_expires");
+	REFUSED("registrar:\n  min_expires: 60\n  default_expires: 10\n", 3,
+		"registrar.default_expires", "outside");
+	REFUSED("registrar:\n  max_expires: 600\n", 2, "registrar.max_expires",
+		"below default_expires (3600)");
+	REFUSED("registrar:\n  min_expires: 4000\n  max_expires: 8000\n", 2,
+		"registrar.min_expires", "above default_expires (3600)");
+	REFUSED("registrar:\n  max_contacts_status: 404\n", 2, "registrar.max_contacts_status",
+		"expected 403 or 503");
+	REFUSED("registrar:\n  unknown_domain: 503\n", 2, "registrar.unknown_domain",
+		"expected 403 or 404");
+	REFUSED("registrar:\n  unknown_user: forbidden\n", 2, "registrar.unknown_user",
+		"expected 403 or 404");
+	REFUSED("registrar: 5\n", 1, "registrar", "expected a mapping");
+}
+
+static void test_unknown_keys_are_refused(void)
+{
+	REFUSED("domains: [a.example]\nregistar:\n  max_expires: 10\n", 2, "registar",
+		"unknown key");
+	REFUSED("registrar:\n  max_expire: 10\n", 2, "registrar.max_expire", "max_expires");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: a, password: x}\n"
+		"  - {user: b, pasword: x}\n",
+		4, "users[1].pasword", "unknown key");
+	REFUSED("auth:\n  ban: {max_failures: 3, actoin: drop}\n", 2, "auth.ban.actoin",
+		"unknown key");
+	REFUSED("location: {backend: pg, conn: x}\n", 1, "location.conn", "unknown key");
+	REFUSED("log: {lvl: debug}\n", 1, "log.lvl", NULL);
+	REFUSED("limits:\n  max_msg_size: 10\n", 2, "limits.max_msg_size", NULL);
+	REFUSED("registrar: {min_expires: 1}\nregistrar: {min_expires: 2}\n", 2, "registrar",
+		"duplicate key (first on line 1)");
+}
+
+static void test_wrong_types_are_refused(void)
+{
+	REFUSED("domains: example.com\n", 1, "domains", "expected a list");
+	REFUSED("users: {user: a}\n", 1, "users", "expected a list");
+	REFUSED("domains: [a.example]\nusers: [alice]\n", 2, "users[0]", "expected a mapping");
+	REFUSED("instance_id: [a, b]\n", 1, "instance_id", "got a list");
+	REFUSED("instance_id: \"a b\"\n", 1, "instance_id", "spaces");
+	REFUSED("domains: [a.example]\nusers: [{user: a, password: x, enabled: maybe}]\n", 2,
+		"users[0].enabled", "expected true or false");
+	REFUSED("auth: {nonce_ttl: 0}\n", 1, "auth.nonce_ttl", "1..4294967295");
+	REFUSED("auth: {secret_file: }\n", 1, "auth.secret_file", "got nothing");
+	REFUSED("auth: {ban: {action: 404}}\n", 1, "auth.ban.action", "expected 403 or drop");
+	REFUSED("log: {level: verbose}\n", 1, "log.level", "got \"verbose\"");
+	REFUSED("limits: {max_message_size: 100}\n", 1, "limits.max_message_size", "512..");
+	REFUSED("location: {pool: many}\n", 1, "location.pool", "got \"many\"");
+	REFUSED("directory: memory\n", 1, "directory", "expected a mapping");
+	REFUSED("domains: [\"bad domain\"]\n", 1, "domains[0]", "not a domain");
+	REFUSED("domains: [a.example, A.EXAMPLE]\n", 1, "domains[1]", "duplicate domain");
+	REFUSED("- a\n- b\n", 1, "", "expected a mapping");
+}
+
+static void test_users_are_validated(void)
+{
+	REFUSED("users:\n  - {user: alice, password: x}\n", 2, "users[0]", "no domains");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: alice, domain: b.example, "
+		"password: x}\n",
+		3, "users[0].domain", "not one of domains");
+	REFUSED("domains: [a.example]\nusers:\n  - {password: x}\n", 3, "users[0]",
+		"missing \"user\"");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: alice@a.example, password: x}\n", 3,
+		"users[0].user", "domain");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: a, ha1_md5: abc}\n", 3,
+		"users[0].ha1_md5", "32 hex digits");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: a, ha1_md5: "
+		"0123456789abcdef0123456789abcdeg}\n",
+		3, "users[0].ha1_md5", "32 hex digits");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: a, ha1_sha256: "
+		"0123456789abcdef0123456789abcdef}\n",
+		3, "users[0].ha1_sha256", "64 hex digits");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: a, password: x, aliases: [b]}\n", 3,
+		"users[0].aliases[0]", "user@domain");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: a, password: x, aliases: "
+		"[b@c.example]}\n",
+		3, "users[0].aliases[0]", "not one of domains");
+	REFUSED("domains: [a.example]\nusers:\n  - {user: a, password: x, max_contacts: x}\n",
+		3, "users[0].max_contacts", NULL);
+	REFUSED("domains: [a.example]\nauth: {off_domains: [b.example]}\n", 2,
+		"auth.off_domains[0]", "not one of domains");
+}
+
+static void test_duplicate_users_are_refused(void)
+{
+	REFUSED("domains: [a.example, b.example]\nusers:\n"
+		"  - {user: alice, password: x}\n"
+		"  - {user: bob, password: y}\n"
+		"  - {user: alice, domain: b.example, password: z}\n",
+		5, "users[2]", "duplicate user \"alice@b.example\" (users[0])");
+	REFUSED("domains: [a.example, b.example]\nusers:\n"
+		"  - {user: carol, domain: A.example, password: x}\n"
+		"  - {user: carol, domain: a.example, password: y}\n",
+		4, "users[1]", "duplicate user");
+	/* Same name in two different domains is two users. */
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "domains: [a.example, b.example]\nusers:\n"
+			     "  - {user: carol, domain: a.example, password: x}\n"
+			     "  - {user: carol, domain: b.example, password: y}\n"
+			     "  - {user: Carol, domain: b.example, password: z}\n"),
+		  0);
+	CHECK(cfg && cfg->n_users == 3);
+	config_free(&cfg);
+}
+
+static void test_yaml_syntax_error_names_line(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "domains: [a.example]\nregistrar:\n  min_expires: [1\n"), EINVAL);
+	CHECK(cfg == NULL);
+	CHECK(strncmp(errbuf, "t.yaml:", 7) == 0);
+	CHECK(strstr(errbuf, "YAML syntax error") != NULL);
+	CHECK_INT(load(&cfg, "a: 1\n---\nb: 2\n"), EINVAL);
+	CHECK(strstr(errbuf, "t.yaml:2: only one YAML document") != NULL);
+	config_free(&cfg);
+}
+
+static void test_config_domain_known_ignores_case(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "domains: [Example.com, 127.0.0.1]\n"), 0);
+	if (!cfg)
+		return;
+	CHECK(config_domain_known(cfg, "example.com", 11));
+	CHECK(config_domain_known(cfg, "EXAMPLE.COM", 11));
+	CHECK(config_domain_known(cfg, "example.comX", 11));
+	CHECK(!config_domain_known(cfg, "example.co", 10));
+	CHECK(!config_domain_known(cfg, "example.comX", 12));
+	CHECK(config_domain_known(cfg, "127.0.0.1", 9));
+	CHECK(!config_domain_known(cfg, "other.example", 13));
+	config_free(&cfg);
+}
+
+static void test_config_load_missing_file_is_enoent(void)
+{
+	struct config *cfg = (struct config *)&cfg;
+
+	CHECK_INT(config_load(&cfg, "/nonexistent/sipregd.yaml", errbuf, sizeof(errbuf)),
+		  ENOENT);
+	CHECK(cfg == NULL);
+	CHECK(strstr(errbuf, "/nonexistent/sipregd.yaml") != NULL);
+}
+
+static void test_config_load_file_names_file_in_errors(void)
+{
+	char path[] = "/tmp/sipreg-test-config-XXXXXX";
+	const char bad[] = "domains: [a.example]\nlog:\n  level: loud\n";
+	const char good[] = "domains: [a.example]\n";
+	struct config *cfg = NULL;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	f = fdopen(fd, "w");
+	CHECK(f != NULL);
+	if (!f) {
+		close(fd);
+		unlink(path);
+		return;
+	}
+	fputs(bad, f);
+	fclose(f);
+	CHECK_INT(config_load(&cfg, path, errbuf, sizeof(errbuf)), EINVAL);
+	CHECK(strncmp(errbuf, path, strlen(path)) == 0);
+	CHECK(strstr(errbuf, ":3: log.level: ") != NULL);
+	f = fopen(path, "w");
+	if (f) {
+		fputs(good, f);
+		fclose(f);
+	}
+	CHECK_INT(config_load(&cfg, path, errbuf, sizeof(errbuf)), 0);
+	CHECK(cfg && cfg->path && strcmp(cfg->path, path) == 0);
+	config_free(&cfg);
+	unlink(path);
+}
+
+/* The config a new operator starts from must load (path relative to this source file). */
+static void test_shipped_config_loads(void)
+{
+	char path[PATH_MAX];
+	const char *src = __FILE__, *slash = strrchr(src, '/');
+	struct config *cfg = NULL;
+	int rc;
+
+	snprintf(path, sizeof(path), "%.*s/../../config/sipregd.yaml",
+		 slash ? (int)(slash - src) : 1, slash ? src : ".");
+	rc = config_load(&cfg, path, errbuf, sizeof(errbuf));
+	CHECK_INT(rc, 0);
+	if (rc) {
+		printf("#   %s\n", errbuf);
+		return;
+	}
+	CHECK(cfg->auth.enabled);
+	CHECK(config_domain_known(cfg, "127.0.0.1", 9));
+	CHECK(cfg->n_users >= 3);
+	CHECK_STR(cfg->location.backend, "memory");
+	config_free(&cfg);
+}
+
 int main(void)
 {
-	puts("1..0 # SKIP not written yet");
-	return 0;
+	log_set_level(LOG_ERR);
+	RUN(test_full_example_sets_every_field);
+	RUN(test_empty_config_gets_every_default);
+	RUN(test_partial_sections_keep_other_defaults);
+	RUN(test_auth_off_scalar_disables_auth);
+	RUN(test_user_auth_off_needs_no_secret);
+	RUN(test_listen_ipv6_and_ipv4);
+	RUN(test_listen_errors_are_refused);
+	RUN(test_registrar_values_are_checked);
+	RUN(test_unknown_keys_are_refused);
+	RUN(test_wrong_types_are_refused);
+	RUN(test_users_are_validated);
+	RUN(test_duplicate_users_are_refused);
+	RUN(test_yaml_syntax_error_names_line);
+	RUN(test_config_domain_known_ignores_case);
+	RUN(test_config_load_missing_file_is_enoent);
+	RUN(test_config_load_file_names_file_in_errors);
+	RUN(test_shipped_config_loads);
+	CHECK_DONE();
 }
