@@ -38,11 +38,19 @@ void net_free(struct net **np);
 int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const char *buf,
 	     size_t len);
 
-/* Counters for logs and benchmarks. */
+/* Counters for logs and benchmarks. rx_dropped: oversize datagrams and TCP streams
+ * closed for an oversize or unframeable message; tx_dropped: sends that failed (full
+ * socket buffer, closed connection); tcp_conns: connections open now;
+ * tcp_conns_refused: connections closed at once because max_tcp_connections were open. */
 struct net_stats {
 	uint64_t rx_msgs, tx_msgs, rx_dropped, tcp_conns, tcp_conns_refused;
+	uint64_t tx_dropped;
 };
 void net_stats_get(const struct net *n, struct net_stats *st);
+
+/* The port the i-th cfg->listen entry is bound to (useful when it asked for port 0);
+ * 0 when there is no such entry. */
+uint16_t net_listen_port(const struct net *n, size_t i);
 
 /* TCP framing, exposed for unit tests: given buffered stream bytes, returns the length of
  * the first complete message (headers + Content-Length body) in *msg_len and how many

@@ -1,0 +1,71 @@
+/* Internals shared by the transport files (net.c, net_udp.c, net_tcp.c); nothing outside
+ * them includes this. */
+#ifndef SIPREG_NET_PRIV_H
+#define SIPREG_NET_PRIV_H
+
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "hmap.h"
+#include "net.h"
+
+/* Datagrams read per recvmmsg call, and calls per wakeup: 4 x 32 datagrams, then back to
+ * the loop so TCP and timers get their turn (level triggering brings us back). */
+#define NET_UDP_BATCH 32
+#define NET_UDP_ROUNDS 4
+
+struct net_udp {
+	struct net *net;
+	int fd;
+	uint16_t port;
+	struct event *ev;
+};
+
+struct net_tcp_listener {
+	struct net *net;
+	int fd;
+	uint16_t port;
+	struct event *ev;
+	struct event *retry;  /* re-enables ev after EMFILE/ENFILE */
+};
+
+struct net {
+	struct event_base *base;
+	net_recv_h *recvh;
+	void *arg;
+	size_t max_msg;
+	uint32_t max_conns;
+	uint32_t idle_timeout;
+	/* One entry per cfg->listen entry, in order; exactly one of the two is set. */
+	struct net_udp **udp;
+	struct net_tcp_listener **tcp;
+	uint16_t *ports;
+	size_t n_listen;
+	/* UDP receive batch: NET_UDP_BATCH buffers of max_msg + 1 bytes. */
+	char *rxbuf;
+	/* TCP connections by conn_id. */
+	struct hmap conns;
+	uint64_t next_conn_id;
+	const struct timeval *idle_tv;  /* libevent common timeout for idle connections */
+	struct net_stats stats;
+};
+
+/* Open a socket of type for spec (SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY, non-blocking)
+ * and bind it. Returns the fd in *fdp and the bound port in *portp, or an errno. */
+int net_socket_bind(const struct listen_spec *spec, int type, int *fdp, uint16_t *portp);
+/* Fill the peer part of a flow from a sockaddr. */
+void net_flow_set_peer(struct net_flow *flow, enum sip_proto proto, const struct sockaddr *sa,
+		       socklen_t len);
+
+int net_udp_open(struct net *n, const struct listen_spec *spec, struct net_udp **up);
+void net_udp_close(struct net_udp **up);
+int net_udp_send(struct net *n, const struct net_flow *flow, uint16_t port, const char *buf,
+		 size_t len);
+
+int net_tcp_open(struct net *n, const struct listen_spec *spec, struct net_tcp_listener **lp);
+void net_tcp_close(struct net_tcp_listener **lp);
+/* Close every connection (net_free). */
+void net_tcp_close_all(struct net *n);
+int net_tcp_send(struct net *n, const struct net_flow *flow, const char *buf, size_t len);
+
+#endif
