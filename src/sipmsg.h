@@ -78,8 +78,20 @@ enum sip_method sipmsg_method_from(const char *name, size_t len);
 size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char *compact,
 			    bool split_commas, struct sip_str *out, size_t max);
 
-/* Parameter value of a raw ";a=b;c" list (case-insensitive name). Returns true when the
- * parameter is present; *val is empty for a flag parameter. */
+/* Walks the raw header lines of buf (a whole message; the start line is skipped) in order,
+ * up to the blank line. *pos starts at 0. name and value are trimmed (value may span folded
+ * lines); line (may be NULL) is the whole raw line with its continuations, without the
+ * final CRLF. Returns false at the end. */
+bool sipmsg_raw_header_next(const char *buf, size_t len, size_t *pos, struct sip_str *name,
+			    struct sip_str *value, struct sip_str *line);
+/* Next element of a raw header value split at top-level commas (outside quotes and <>),
+ * trimmed; empty elements are returned too. *pos starts at 0. */
+bool sipmsg_list_next(const struct sip_str *v, size_t *pos, struct sip_str *elem);
+
+/* Parameter value of a raw ";a=b;c" list (case-insensitive name); anything before the
+ * first ';' is skipped, so a whole header value may be passed. Returns true when the
+ * parameter is present; *val is the raw value (quotes kept), empty for a flag parameter,
+ * and then val->p points just after the name. */
 bool sipmsg_param(const struct sip_str *params, const char *name, struct sip_str *val);
 
 /* Canonical AOR "user@host" of a raw sip/sips URI: user percent-decoded and re-encoded

@@ -1,2 +1,332 @@
-/* placeholder: being written */
-#include <stddef.h>
+/* Responses as text in one growing buffer: status line, the request's Vias (received and
+ * rport on the top one), From, To with our tag, Call-ID, CSeq copied from the raw request. */
+#include "sipresp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <xxhash.h>
+
+const char sipresp_server[] = "sipreg/" SIPREG_VERSION;
+
+static bool resp_reserve(struct sipresp *r, size_t more)
+{
+	size_t need, ncap;
+	char *nb;
+
+	if (r->err)
+		return false;
+	if (more > SIZE_MAX / 2 - r->len) {
+		r->err = ENOMEM;
+		return false;
+	}
+	need = r->len + more + 1; /* keep room for a NUL: easier to log */
+	if (need <= r->cap)
+		return true;
+	ncap = r->cap ? r->cap : 512;
+	while (ncap < need)
+		ncap *= 2;
+	nb = realloc(r->buf, ncap);
+	if (!nb) {
+		r->err = ENOMEM;
+		return false;
+	}
+	r->buf = nb;
+	r->cap = ncap;
+	return true;
+}
+
+void sipresp_append(struct sipresp *r, const char *p, size_t len)
+{
+	if (len == 0 || !resp_reserve(r, len))
+		return;
+	memcpy(r->buf + r->len, p, len);
+	r->len += len;
+	r->buf[r->len] = '\0';
+}
+
+static void resp_puts(struct sipresp *r, const char *s)
+{
+	sipresp_append(r, s, strlen(s));
+}
+
+static void resp_printf(struct sipresp *r, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
+static void resp_printf(struct sipresp *r, const char *fmt, va_list ap)
+{
+	va_list aq;
+	int n;
+
+	if (r->err)
+		return;
+	va_copy(aq, ap);
+	n = vsnprintf(NULL, 0, fmt, aq);
+	va_end(aq);
+	if (n < 0) {
+		r->err = EINVAL;
+		return;
+	}
+	if (!resp_reserve(r, (size_t)n))
+		return;
+	vsnprintf(r->buf + r->len, (size_t)n + 1, fmt, ap);
+	r->len += (size_t)n;
+}
+
+static void resp_fmt(struct sipresp *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void resp_fmt(struct sipresp *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	resp_printf(r, fmt, ap);
+	va_end(ap);
+}
+
+void sipresp_header(struct sipresp *r, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	resp_puts(r, name);
+	sipresp_append(r, ": ", 2);
+	va_start(ap, fmt);
+	resp_printf(r, fmt, ap);
+	va_end(ap);
+	sipresp_append(r, "\r\n", 2);
+}
+
+/* Copies a raw header value, replacing each fold (CRLF + whitespace) by one space. */
+static void resp_unfolded(struct sipresp *r, const char *p, size_t len)
+{
+	const char *end = p + len, *s = p;
+
+	while (p < end) {
+		if (*p != '\r' && *p != '\n') {
+			p++;
+			continue;
+		}
+		sipresp_append(r, s, (size_t)(p - s));
+		while (p < end && (*p == '\r' || *p == '\n' || *p == ' ' || *p == '\t'))
+			p++;
+		sipresp_append(r, " ", 1);
+		s = p;
+	}
+	sipresp_append(r, s, (size_t)(p - s));
+}
+
+static bool name_is(const struct sip_str *n, const char *full, char compact)
+{
+	if (compact && n->len == 1 && (n->p[0] | 0x20) == compact)
+		return true;
+	return n->len == strlen(full) && strncasecmp(n->p, full, n->len) == 0;
+}
+
+/* Does the Via sent-by host name the address the request came from? */
+static bool via_host_is_source(const struct sip_str *host, const char *ip)
+{
+	char tmp[INET6_ADDRSTRLEN + 1];
+	unsigned char a[sizeof(struct in6_addr)], b[sizeof(struct in6_addr)];
+	int af;
+
+	if (host->len == 0)
+		return false;
+	if (host->len == strlen(ip) && strncasecmp(host->p, ip, host->len) == 0)
+		return true;
+	if (host->len >= sizeof(tmp))
+		return false;
+	memcpy(tmp, host->p, host->len);
+	tmp[host->len] = '\0';
+	af = strchr(ip, ':') ? AF_INET6 : AF_INET;
+	return inet_pton(af, tmp, a) == 1 && inet_pton(af, ip, b) == 1 &&
+	       memcmp(a, b, af == AF_INET6 ? 16 : 4) == 0;
+}
+
+/* The top Via: rport filled in (RFC 3581) and received added (RFC 3261 §18.2.1). */
+static void resp_top_via(struct sipresp *r, const struct sipmsg *req, const struct sip_str *v,
+			 const struct sip_source *src)
+{
+	struct sip_str rport;
+	size_t head;
+
+	resp_puts(r, "Via: ");
+	if (!src || !src->ip[0]) {
+		resp_unfolded(r, v->p, v->len);
+		sipresp_append(r, "\r\n", 2);
+		return;
+	}
+	if (req->via_rport && sipmsg_param(v, "rport", &rport) && rport.len == 0) {
+		head = (size_t)(rport.p - v->p);
+		resp_unfolded(r, v->p, head);
+		resp_fmt(r, "=%u", (unsigned)src->port);
+		resp_unfolded(r, rport.p, v->len - head);
+	} else {
+		resp_unfolded(r, v->p, v->len);
+	}
+	if (req->via_rport || !via_host_is_source(&req->via_host, src->ip))
+		resp_fmt(r, ";received=%s", src->ip);
+	sipresp_append(r, "\r\n", 2);
+}
+
+int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const char *reason,
+		  const struct sip_source *src)
+{
+	struct sip_str name, value, e, from = SIP_STR_NULL, to = SIP_STR_NULL;
+	struct sip_str call_id = SIP_STR_NULL, cseq = SIP_STR_NULL;
+	size_t pos = 0, lpos;
+	bool top = true;
+
+	if (!r || !req || status < 100 || status > 699)
+		return EINVAL;
+	r->len = 0;
+	r->err = 0;
+	resp_fmt(r, "SIP/2.0 %d %s\r\n", status, reason ? reason : "");
+	while (sipmsg_raw_header_next(req->raw, req->raw_len, &pos, &name, &value, NULL)) {
+		if (name_is(&name, "Via", 'v')) {
+			lpos = 0;
+			while (sipmsg_list_next(&value, &lpos, &e)) {
+				if (e.len == 0)
+					continue;
+				if (top) {
+					resp_top_via(r, req, &e, src);
+					top = false;
+					continue;
+				}
+				resp_puts(r, "Via: ");
+				resp_unfolded(r, e.p, e.len);
+				sipresp_append(r, "\r\n", 2);
+			}
+		} else if (!from.p && name_is(&name, "From", 'f')) {
+			from = value;
+		} else if (!to.p && name_is(&name, "To", 't')) {
+			to = value;
+		} else if (!call_id.p && name_is(&name, "Call-ID", 'i')) {
+			call_id = value;
+		} else if (!cseq.p && name_is(&name, "CSeq", 0)) {
+			cseq = value;
+		}
+	}
+	if (from.p) {
+		resp_puts(r, "From: ");
+		resp_unfolded(r, from.p, from.len);
+		sipresp_append(r, "\r\n", 2);
+	}
+	if (to.p) {
+		resp_puts(r, "To: ");
+		resp_unfolded(r, to.p, to.len);
+		if (req->to_tag.len == 0) {
+			/* the same request always gets the same tag, on every instance */
+			XXH64_hash_t h = XXH3_64bits(req->call_id.p, req->call_id.len);
+
+			h = XXH3_64bits_withSeed(req->from_tag.p, req->from_tag.len, h);
+			resp_fmt(r, ";tag=%016llx", (unsigned long long)h);
+		}
+		sipresp_append(r, "\r\n", 2);
+	}
+	if (call_id.p) {
+		resp_puts(r, "Call-ID: ");
+		resp_unfolded(r, call_id.p, call_id.len);
+		sipresp_append(r, "\r\n", 2);
+	}
+	if (cseq.p) {
+		resp_puts(r, "CSeq: ");
+		resp_unfolded(r, cseq.p, cseq.len);
+		sipresp_append(r, "\r\n", 2);
+	}
+	return r->err;
+}
+
+int sipresp_finish(struct sipresp *r)
+{
+	/* idempotent: a finished response ends with the blank line */
+	if (!r->err && r->len >= 4 && memcmp(r->buf + r->len - 4, "\r\n\r\n", 4) == 0)
+		return 0;
+	resp_fmt(r, "Server: %s\r\nContent-Length: 0\r\n\r\n", sipresp_server);
+	return r->err;
+}
+
+void sipresp_clear(struct sipresp *r)
+{
+	if (!r)
+		return;
+	free(r->buf);
+	r->buf = NULL;
+	r->len = 0;
+	r->cap = 0;
+	r->err = 0;
+}
+
+void sipresp_date(struct sipresp *r, int64_t now)
+{
+	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t t = (time_t)now;
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm)) {
+		r->err = r->err ? r->err : EINVAL;
+		return;
+	}
+	sipresp_header(r, "Date", "%s, %02d %s %04d %02d:%02d:%02d GMT", wday[tm.tm_wday],
+		       tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+		       tm.tm_sec);
+}
+
+static bool token_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("-.!%*_+`'~", c));
+}
+
+int sipresp_error_raw(struct sipresp *r, const char *buf, size_t len, int status,
+		      const char *reason, const struct sip_source *src)
+{
+	struct sip_str name, value, line;
+	const char *eol, *sp1, *sp2, *nl;
+	size_t pos = 0;
+	bool via = false;
+
+	(void)src; /* the lines are copied verbatim; the caller sends to the source */
+	if (!r || !buf || status < 100 || status > 699)
+		return EINVAL;
+	nl = memchr(buf, '\n', len);
+	eol = nl ? nl : buf + len;
+	if (eol > buf && eol[-1] == '\r')
+		eol--;
+	sp1 = memchr(buf, ' ', (size_t)(eol - buf));
+	if (!sp1 || sp1 == buf)
+		return ENOENT;
+	for (const char *p = buf; p < sp1; p++)
+		if (!token_char(*p))
+			return ENOENT;
+	/* an ACK is never answered */
+	if (sp1 - buf == 3 && memcmp(buf, "ACK", 3) == 0)
+		return ENOENT;
+	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
+	if (!sp2 || sp2 == sp1 + 1 || eol - sp2 < 5 || memcmp(sp2 + 1, "SIP/", 4) != 0)
+		return ENOENT;
+	while (sipmsg_raw_header_next(buf, len, &pos, &name, &value, &line))
+		if (name_is(&name, "Via", 'v') && value.len)
+			via = true;
+	if (!via)
+		return ENOENT;
+
+	r->len = 0;
+	r->err = 0;
+	resp_fmt(r, "SIP/2.0 %d %s\r\n", status, reason ? reason : "");
+	pos = 0;
+	while (sipmsg_raw_header_next(buf, len, &pos, &name, &value, &line)) {
+		if (name_is(&name, "Via", 'v') || name_is(&name, "From", 'f') ||
+		    name_is(&name, "To", 't') || name_is(&name, "Call-ID", 'i') ||
+		    name_is(&name, "CSeq", 0)) {
+			sipresp_append(r, line.p, line.len);
+			sipresp_append(r, "\r\n", 2);
+		}
+	}
+	return sipresp_finish(r);
+}

@@ -26,13 +26,15 @@ int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const
 void sipresp_header(struct sipresp *r, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void sipresp_append(struct sipresp *r, const char *p, size_t len);
-/* Server header, Content-Length: 0 and the blank line. Returns r->err. */
+/* Server header, Content-Length: 0 and the blank line. Returns r->err. A response that is
+ * already finished (ends with the blank line) is left as it is. */
 int sipresp_finish(struct sipresp *r);
 void sipresp_clear(struct sipresp *r);
 
 /* A 400 built from the raw lines of a request libosip2 could not parse (Via, From, To,
- * Call-ID, CSeq copied verbatim when present). Returns 0, ENOENT when the bytes do not look
- * like a request with a Via (then drop), or ENOMEM. */
+ * Call-ID, CSeq copied verbatim when present). The response comes out finished. Returns 0,
+ * ENOENT when the bytes do not look like a request with a Via or are an ACK (then drop), or
+ * ENOMEM. */
 int sipresp_error_raw(struct sipresp *r, const char *buf, size_t len, int status,
 		      const char *reason, const struct sip_source *src);
 
