@@ -1,2 +1,353 @@
-/* placeholder: being written */
-#include <stddef.h>
+/* The location-service registry (which backends are compiled in) and the dispatcher that
+ * wraps every backend call in a cancellable operation record.
+ *
+ * DESIGN: backends know nothing about cancellation. Each call allocates a struct
+ * location_op holding the caller's callback, hands the backend a trampoline with the op as
+ * its argument and gives the op to the caller. location_op_cancel() only marks the op; when
+ * the backend completes it later, the trampoline frees it without calling the caller. The
+ * ops in flight sit on a list so location_pending() can count them and location_close()
+ * can reclaim any a misbehaving backend failed to complete. Deferral ("never before the
+ * call returns") is each backend's job; this file adds none. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sipreg/location_backend.h"
+
+static const struct location_backend *const location_backends[] = {
+	&location_backend_memory,
+#ifdef HAVE_PG
+	&location_backend_pg,
+#endif
+	NULL,
+};
+
+static const char *const location_names[] = {
+	"memory",
+#ifdef HAVE_PG
+	"pg",
+#endif
+	NULL,
+};
+
+struct location {
+	const struct location_backend *ops;
+	void *be;
+	struct location_op *head;  /* ops in flight, newest first */
+	size_t n_pending;
+	bool closing;              /* new calls are refused while close() drains */
+};
+
+enum location_op_kind { OP_APPLY, OP_FETCH, OP_SWEEP, OP_ITERATE, OP_FIND_USER };
+
+struct location_op {
+	struct location_op *prev, *next;
+	struct location *loc;
+	enum location_op_kind kind;
+	union {
+		location_apply_h *apply;
+		location_fetch_h *fetch;
+		location_sweep_h *sweep;
+		location_iter_h *iterate;
+		directory_find_h *find_user;
+	} cb;
+	void *arg;
+	bool cancelled;
+	bool submitting; /* inside the backend call that started it */
+	bool completed;  /* completed while submitting: the starter frees it */
+};
+
+const char *const *location_backend_names(void)
+{
+	return location_names;
+}
+
+int location_open(struct location **locp, const struct location_conf *conf,
+		  struct event_base *base)
+{
+	const struct location_backend *ops = NULL;
+	struct location *loc;
+	char known[128] = "";
+	int err;
+
+	if (!locp || !conf || !base)
+		return EINVAL;
+	*locp = NULL;
+	for (size_t i = 0; conf->backend && location_backends[i]; i++) {
+		if (strcmp(location_backends[i]->name, conf->backend) == 0)
+			ops = location_backends[i];
+	}
+	if (!ops) {
+		for (size_t i = 0, off = 0; location_names[i] && off < sizeof(known); i++)
+			off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s",
+						i ? ", " : "", location_names[i]);
+		log_err("location: unknown backend \"%s\" (known: %s)",
+			conf->backend ? conf->backend : "(none)", known);
+		return ENOENT;
+	}
+	loc = calloc(1, sizeof(*loc));
+	if (!loc)
+		return ENOMEM;
+	loc->ops = ops;
+	err = ops->open(&loc->be, conf, base);
+	if (err) {
+		free(loc);
+		return err;
+	}
+	*locp = loc;
+	return 0;
+}
+
+static void op_unlink(struct location_op *op)
+{
+	struct location *loc = op->loc;
+
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		loc->head = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->prev = op->next = NULL;
+	loc->n_pending--;
+}
+
+void location_close(struct location **locp)
+{
+	struct location *loc = locp ? *locp : NULL;
+
+	if (!loc || loc->closing)
+		return;
+	loc->closing = true;
+	/* The backend completes what is pending with ECANCELED: the trampolines call the
+	 * callers (unless cancelled) and free the ops. */
+	loc->ops->close(loc->be);
+	if (loc->head)
+		log_err("location: backend %s left %zu operations uncompleted at close",
+			loc->ops->name, loc->n_pending);
+	while (loc->head) {
+		struct location_op *op = loc->head;
+
+		op_unlink(op);
+		free(op);
+	}
+	free(loc);
+	*locp = NULL;
+}
+
+/* Allocate an op for a call; NULL when closing (*errp = ECANCELED) or out of memory. */
+static struct location_op *op_new(struct location *loc, enum location_op_kind kind, void *arg,
+				  int *errp)
+{
+	struct location_op *op;
+
+	if (loc->closing) {
+		*errp = ECANCELED;
+		return NULL;
+	}
+	op = calloc(1, sizeof(*op));
+	if (!op) {
+		*errp = ENOMEM;
+		return NULL;
+	}
+	op->loc = loc;
+	op->kind = kind;
+	op->arg = arg;
+	op->submitting = true;
+	op->next = loc->head;
+	if (loc->head)
+		loc->head->prev = op;
+	loc->head = op;
+	loc->n_pending++;
+	return op;
+}
+
+/* After the backend call returned err: hand the op out, or drop it. */
+static int op_started(struct location_op *op, int err, struct location_op **opp)
+{
+	op->submitting = false;
+	if (op->completed) {
+		/* Contract breach by the backend: the callback already ran. */
+		log_err("location: backend %s completed an operation before returning",
+			op->loc->ops->name);
+		free(op);
+		op = NULL;
+	} else if (err) {
+		op_unlink(op);
+		free(op);
+		op = NULL;
+	}
+	if (opp)
+		*opp = op;
+	return err;
+}
+
+/* Take op off the pending list; true when the caller is still to be called. The op is
+ * freed by op_done() after the callback, so a callback may cancel its own op. */
+static bool op_finish(struct location_op *op)
+{
+	op_unlink(op);
+	return !op->cancelled;
+}
+
+static void op_done(struct location_op *op)
+{
+	if (op->submitting)
+		op->completed = true;
+	else
+		free(op);
+}
+
+static void apply_done(int err, enum reg_outcome outcome, const struct binding_set *result,
+		       void *arg)
+{
+	struct location_op *op = arg;
+
+	if (op_finish(op))
+		op->cb.apply(err, outcome, result, op->arg);
+	op_done(op);
+}
+
+static void fetch_done(int err, const struct binding_set *result, void *arg)
+{
+	struct location_op *op = arg;
+
+	if (op_finish(op))
+		op->cb.fetch(err, result, op->arg);
+	op_done(op);
+}
+
+static void sweep_done(int err, size_t n_removed, void *arg)
+{
+	struct location_op *op = arg;
+
+	if (op_finish(op))
+		op->cb.sweep(err, n_removed, op->arg);
+	op_done(op);
+}
+
+static void iterate_step(int err, const struct binding *b, void *arg)
+{
+	struct location_op *op = arg;
+
+	if (b) {
+		if (!op->cancelled)
+			op->cb.iterate(err, b, op->arg);
+		return;
+	}
+	if (op_finish(op))
+		op->cb.iterate(err, NULL, op->arg);
+	op_done(op);
+}
+
+static void find_user_done(int err, const struct dir_user *user, void *arg)
+{
+	struct location_op *op = arg;
+
+	if (op_finish(op))
+		op->cb.find_user(err, user, op->arg);
+	op_done(op);
+}
+
+int location_apply(struct location *loc, const struct reg_request *req,
+		   location_apply_h *cb, void *arg, struct location_op **opp)
+{
+	struct location_op *op;
+	int err = 0;
+
+	if (opp)
+		*opp = NULL;
+	if (!loc || !req || !cb)
+		return EINVAL;
+	op = op_new(loc, OP_APPLY, arg, &err);
+	if (!op)
+		return err;
+	op->cb.apply = cb;
+	return op_started(op, loc->ops->apply(loc->be, req, apply_done, op), opp);
+}
+
+int location_fetch(struct location *loc, const struct sip_str *aor, int64_t now,
+		   location_fetch_h *cb, void *arg, struct location_op **opp)
+{
+	struct location_op *op;
+	int err = 0;
+
+	if (opp)
+		*opp = NULL;
+	if (!loc || !aor || !cb)
+		return EINVAL;
+	op = op_new(loc, OP_FETCH, arg, &err);
+	if (!op)
+		return err;
+	op->cb.fetch = cb;
+	return op_started(op, loc->ops->fetch(loc->be, aor, now, fetch_done, op), opp);
+}
+
+int location_sweep(struct location *loc, int64_t now, location_sweep_h *cb, void *arg,
+		   struct location_op **opp)
+{
+	struct location_op *op;
+	int err = 0;
+
+	if (opp)
+		*opp = NULL;
+	if (!loc || !cb)
+		return EINVAL;
+	op = op_new(loc, OP_SWEEP, arg, &err);
+	if (!op)
+		return err;
+	op->cb.sweep = cb;
+	return op_started(op, loc->ops->sweep(loc->be, now, sweep_done, op), opp);
+}
+
+int location_iterate(struct location *loc, int64_t now, location_iter_h *cb, void *arg,
+		     struct location_op **opp)
+{
+	struct location_op *op;
+	int err = 0;
+
+	if (opp)
+		*opp = NULL;
+	if (!loc || !cb)
+		return EINVAL;
+	op = op_new(loc, OP_ITERATE, arg, &err);
+	if (!op)
+		return err;
+	op->cb.iterate = cb;
+	return op_started(op, loc->ops->iterate(loc->be, now, iterate_step, op), opp);
+}
+
+int directory_find_user(struct location *loc, const struct sip_str *user,
+			const struct sip_str *domain, directory_find_h *cb, void *arg,
+			struct location_op **opp)
+{
+	static const struct sip_str empty = { .p = NULL, .len = 0 };
+	struct location_op *op;
+	int err = 0;
+
+	if (opp)
+		*opp = NULL;
+	if (!loc || !user || !cb)
+		return EINVAL;
+	op = op_new(loc, OP_FIND_USER, arg, &err);
+	if (!op)
+		return err;
+	op->cb.find_user = cb;
+	err = loc->ops->find_user(loc->be, user, domain ? domain : &empty, find_user_done, op);
+	return op_started(op, err, opp);
+}
+
+void location_op_cancel(struct location_op **opp)
+{
+	if (!opp || !*opp)
+		return;
+	(*opp)->cancelled = true;
+	*opp = NULL;
+}
+
+size_t location_pending(const struct location *loc)
+{
+	return loc ? loc->n_pending : 0;
+}
