@@ -29,6 +29,12 @@ struct auth_conf {
 		uint32_t ban_time;      /* seconds (default 300) */
 		enum ban_action action;
 	} ban;
+	/* Challenges offered, most preferred first (RFC 8760), as enum auth_alg values
+	 * (0 = MD5, 1 = SHA-256): `algorithms: [SHA-256, MD5]`. n_algorithms 0 = that default.
+	 * Clients that read only the first challenge (sipp 3.6) or fail on any algorithm they
+	 * lack (baresip 1.0) need [MD5, SHA-256] or [MD5]. */
+	int algorithms[2];
+	size_t n_algorithms;
 };
 
 struct registrar_conf {
