@@ -20,17 +20,18 @@ struct tsx;
 typedef void(tsx_abort_h)(struct tsx *t, void *owner);
 
 /* max: live transactions allowed (tsx_create returns EBUSY beyond). timer_j_ms: Timer J
- * for unreliable transports (default 32000). *tp: tsx_table_free(). */
+ * for unreliable transports (0 = the default, 64*T1 = 32000). *tp: tsx_table_free(). */
 int tsx_table_alloc(struct tsx_table **tp, struct event_base *base, struct net *net,
 		    size_t max, uint32_t timer_j_ms);
 /* Aborts pending transactions (their abort handler runs) and frees everything. */
 void tsx_table_free(struct tsx_table **tp);
 
 /* Find the transaction req belongs to: branch + sent-by + method (CANCEL/ACK aside), or
- * the RFC 2543 key when the branch lacks the magic cookie. NULL when none. */
+ * the RFC 2543 key when the branch lacks the magic cookie. NULL when none, and always
+ * for ACK (no non-INVITE transaction takes an ACK: the server absorbs it). */
 struct tsx *tsx_lookup(struct tsx_table *tab, const struct sipmsg *req);
 /* Create a transaction for req, arrived on flow. Returns 0, EBUSY (table full: answer 503
- * statelessly) or ENOMEM. The table owns *tp. */
+ * statelessly), ENOMEM, or EINVAL for an ACK or a response. The table owns *tp. */
 int tsx_create(struct tsx_table *tab, const struct sipmsg *req, const struct net_flow *flow,
 	       struct tsx **tp);
 /* Handle a retransmission of the request of t: replays the final response if there is
@@ -38,7 +39,9 @@ int tsx_create(struct tsx_table *tab, const struct sipmsg *req, const struct net
 void tsx_retransmission(struct tsx *t);
 /* Send the final response (status >= 200) and keep a copy for retransmissions; the
  * table takes ownership of nothing (buf is copied). The transaction then lives until
- * Timer J. Returns 0 or an errno from sending (the transaction still completes). */
+ * Timer J. Returns 0 or an errno from sending (the transaction still completes).
+ * t must not be used after this call: a reliable transport frees it at once, and the
+ * stored response may move it; tsx_lookup finds it again. */
 int tsx_reply(struct tsx *t, int status, const char *buf, size_t len);
 /* Send a provisional response (not stored). */
 int tsx_reply_provisional(struct tsx *t, const char *buf, size_t len);
