@@ -1,1 +1,128 @@
-print("1..0 # SKIP not written yet")
+# sipregd's command line: --version, --help, --check on good and bad configs, unknown
+# backends, and the shipped config/sipregd.yaml.
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from sipreg_test import (check, check_eq, run_tests, sipregd_path, source_root,  # noqa: E402
+                         to_yaml, Sipregd)
+
+
+def run(args, timeout=20):
+    p = subprocess.run([sipregd_path()] + args, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def write(text):
+    fd, path = tempfile.mkstemp(prefix="sipregd-cli-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+GOOD = {
+    "listen": ["udp://127.0.0.1:5999", "tcp://127.0.0.1:5999"],
+    "domains": ["example.com"],
+    "registrar": {"default_expires": 3600, "min_expires": 60, "max_expires": 7200},
+    "directory": {"backend": "memory"},
+    "location": {"backend": "memory"},
+    "users": [{"user": "alice", "password": "secret"}],
+    "auth": "off",
+    "log": {"level": "info"},
+}
+
+
+def test_version_prints_name_and_version():
+    rc, out, _ = run(["--version"])
+    check_eq(rc, 0, "exit status")
+    check(re.match(r"^sipregd \d+\.\d+\.\d+", out), "version line: %r" % out)
+
+
+def test_help_shows_usage_and_exits_zero():
+    rc, out, _ = run(["--help"])
+    check_eq(rc, 0, "exit status")
+    for word in ("-c", "--check", "--version", "memory"):
+        check(word in out, "help lacks %r: %r" % (word, out))
+
+
+def test_no_config_is_a_usage_error():
+    rc, _, err = run([])
+    check(rc != 0, "sipregd without -c must fail")
+    check("usage" in err.lower(), "usage on stderr: %r" % err)
+
+
+def test_check_accepts_good_config():
+    path = write(to_yaml(GOOD) + "\n")
+    rc, out, err = run(["-c", path, "--check"])
+    check_eq(rc, 0, "exit status (stderr %r)" % err)
+
+
+def test_check_rejects_bad_value_naming_line_and_key():
+    # min_expires on line 6 gets a non-number.
+    text = ("listen:\n"
+            "  - udp://127.0.0.1:5999\n"
+            "domains: [example.com]\n"
+            "registrar:\n"
+            "  default_expires: 3600\n"
+            "  min_expires: soon\n"
+            "auth: off\n")
+    path = write(text)
+    rc, out, err = run(["-c", path, "--check"])
+    check(rc != 0, "a bad config must fail --check")
+    msg = out + err
+    check("min_expires" in msg, "message names the key: %r" % msg)
+    check(re.search(r":6\b", msg), "message names line 6: %r" % msg)
+
+
+def test_check_rejects_unknown_key_naming_it():
+    text = "listen: [udp://127.0.0.1:5999]\ndomains: [example.com]\nregistar:\n  x: 1\n"
+    path = write(text)
+    rc, out, err = run(["-c", path, "--check"])
+    check(rc != 0, "an unknown key must fail --check")
+    msg = out + err
+    check("registar" in msg and re.search(r":3\b", msg), "names key and line 3: %r" % msg)
+
+
+def test_check_rejects_yaml_syntax_error():
+    path = write("listen: [udp://127.0.0.1:5999\ndomains: [example.com]\n")
+    rc, out, err = run(["-c", path, "--check"])
+    check(rc != 0, "broken YAML must fail --check")
+    check(path in out + err, "message names the file: %r" % (out + err))
+
+
+def test_unknown_backend_names_the_known_ones():
+    cfg = dict(GOOD)
+    cfg["location"] = {"backend": "nosuchdb"}
+    path = write(to_yaml(cfg) + "\n")
+    for args in (["-c", path, "--check"], ["-c", path]):
+        rc, out, err = run(args)
+        check(rc != 0, "unknown backend must fail (%s)" % args)
+        msg = out + err
+        check("nosuchdb" in msg, "message names the bad backend: %r" % msg)
+        check("memory" in msg, "message lists the known backends: %r" % msg)
+
+
+def test_missing_config_file_fails():
+    rc, out, err = run(["-c", "/nonexistent/sipregd.yaml", "--check"])
+    check(rc != 0, "missing file must fail")
+    check("/nonexistent/sipregd.yaml" in out + err, "names the file: %r" % (out + err))
+
+
+def test_shipped_config_passes_check():
+    path = os.path.join(source_root(), "config", "sipregd.yaml")
+    rc, out, err = run(["-c", path, "--check"])
+    check_eq(rc, 0, "config/sipregd.yaml --check (stderr %r)" % err)
+
+
+def test_daemon_starts_and_stops_cleanly_on_sigterm():
+    with Sipregd() as d:
+        check(d.alive(), "daemon running")
+    check_eq(d.returncode, 0, "exit status after SIGTERM")
+    check("started" in d.log_text(), "start-up is logged: %r" % d.log_tail())
+
+
+run_tests()

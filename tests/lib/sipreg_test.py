@@ -51,29 +51,32 @@ def _diag(text):
         print("# " + line)
 
 
-def run_tests(namespace=None, only=None):
+def run_tests(namespace=None, only=None, cases=None):
     """Run every function named test_* of the calling module (in source order) as a TAP
-    case. Exits 1 if any failed. `only` (or env SIPREG_TEST_ONLY, a substring) filters."""
-    if namespace is None:
-        namespace = sys._getframe(1).f_globals
-    cases = [f for n, f in namespace.items() if n.startswith("test_") and callable(f)]
-    cases.sort(key=lambda f: f.__code__.co_firstlineno)
+    case, or the given cases: a list of (name, function). Exits 1 if any failed. `only`
+    (or env SIPREG_TEST_ONLY, a substring) filters by name."""
+    if cases is None:
+        if namespace is None:
+            namespace = sys._getframe(1).f_globals
+        fns = [f for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+        fns.sort(key=lambda f: f.__code__.co_firstlineno)
+        cases = [(f.__name__, f) for f in fns]
     only = only or os.environ.get("SIPREG_TEST_ONLY")
     if only:
-        cases = [f for f in cases if only in f.__name__]
+        cases = [(n, f) for n, f in cases if only in n]
     print("1..%d" % len(cases), flush=True)
     failed = 0
-    for i, fn in enumerate(cases, 1):
+    for i, (name, fn) in enumerate(cases, 1):
         _case_daemons.clear()
         t0 = time.monotonic()
         try:
             fn()
         except SkipTest as e:
-            print("ok %d - %s # SKIP %s" % (i, fn.__name__, e), flush=True)
+            print("ok %d - %s # SKIP %s" % (i, name, e), flush=True)
             continue
         except BaseException as e:  # noqa: B902 - a test must never kill the runner
             failed += 1
-            print("not ok %d - %s" % (i, fn.__name__))
+            print("not ok %d - %s" % (i, name))
             _diag(traceback.format_exc())
             for d in list(_case_daemons):
                 d.stop(check=False)
@@ -93,14 +96,14 @@ def run_tests(namespace=None, only=None):
                 problems.append((d, e))
         if problems:
             failed += 1
-            print("not ok %d - %s" % (i, fn.__name__))
+            print("not ok %d - %s" % (i, name))
             for d, e in problems:
                 _diag(str(e))
                 _diag("---- log of %s (%s) ----" % (d.name, d.log_path))
                 _diag(d.log_tail())
             sys.stdout.flush()
             continue
-        print("ok %d - %s (%.2fs)" % (i, fn.__name__, time.monotonic() - t0), flush=True)
+        print("ok %d - %s (%.2fs)" % (i, name, time.monotonic() - t0), flush=True)
     sys.exit(1 if failed else 0)
 
 
