@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "auth.h"
 #include "log.h"
 
 /* A config bigger than this is a mistake (a wrong file), not a config. */
@@ -681,14 +682,51 @@ static int cfg_ban(struct cfg_parse *p, yaml_node_t *node)
 	return 0;
 }
 
+/* auth.algorithms: the challenges offered, most preferred first (RFC 8760). Some clients
+ * answer only the first challenge or fail on one they lack, hence the operator's order. */
+static int cfg_algorithms(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct auth_conf *ac = &p->cfg->auth;
+	char sub[CONFIG_PATH_MAX], got[80];
+	size_t n;
+	int err, alg;
+
+	err = cfg_sequence(p, node, "auth.algorithms");
+	if (err)
+		return err;
+	n = cfg_seq_len(node);
+	if (n == 0)
+		return cfg_fail(p, node, "auth.algorithms", "needs MD5, SHA-256 or both");
+	if (n > sizeof(ac->algorithms) / sizeof(ac->algorithms[0]))
+		return cfg_fail(p, node, "auth.algorithms",
+				"at most MD5 and SHA-256, once each");
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, node, i);
+
+		cfg_pathf(sub, "auth.algorithms[%zu]", i);
+		if (cfg_is_scalar(item) && strcasecmp(cfg_text(item), "MD5") == 0)
+			alg = AUTH_ALG_MD5;
+		else if (cfg_is_scalar(item) && strcasecmp(cfg_text(item), "SHA-256") == 0)
+			alg = AUTH_ALG_SHA256;
+		else
+			return cfg_fail(p, item, sub, "expected MD5 or SHA-256, %s",
+					cfg_got(item, got, sizeof(got)));
+		for (size_t j = 0; j < i; j++) {
+			if (ac->algorithms[j] == alg)
+				return cfg_fail(p, item, sub, "listed twice");
+		}
+		ac->algorithms[i] = alg;
+		ac->n_algorithms = i + 1;
+	}
+	return 0;
+}
+
 /* `auth: off`, `auth: on`, or the full mapping. */
 static int cfg_auth(struct cfg_parse *p, yaml_node_t *node)
 {
-	struct cfg_field f[] = {{.name = "enabled"},
-				{.name = "secret_file"},
-				{.name = "nonce_ttl"},
-				{.name = "off_domains"},
-				{.name = "ban"}};
+	struct cfg_field f[] = {{.name = "enabled"},   {.name = "secret_file"},
+				{.name = "nonce_ttl"}, {.name = "off_domains"},
+				{.name = "ban"},       {.name = "algorithms"}};
 	struct auth_conf *ac = &p->cfg->auth;
 	char got[80];
 	int err;
@@ -697,7 +735,7 @@ static int cfg_auth(struct cfg_parse *p, yaml_node_t *node)
 		if (cfg_bool_text(node, &ac->enabled) != 0)
 			return cfg_fail(p, node, "auth",
 					"expected on, off or a mapping (enabled, secret_file, "
-					"nonce_ttl, off_domains, ban), %s",
+					"nonce_ttl, off_domains, ban, algorithms), %s",
 					cfg_got(node, got, sizeof(got)));
 		return 0;
 	}
@@ -725,8 +763,13 @@ static int cfg_auth(struct cfg_parse *p, yaml_node_t *node)
 		if (err)
 			return err;
 	}
-	if (f[4].value)
-		return cfg_ban(p, f[4].value);
+	if (f[4].value) {
+		err = cfg_ban(p, f[4].value);
+		if (err)
+			return err;
+	}
+	if (f[5].value)
+		return cfg_algorithms(p, f[5].value);
 	return 0;
 }
 

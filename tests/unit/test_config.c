@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "check.h"
 #include "config.h"
 #include "log.h"
@@ -73,6 +74,7 @@ static const char full_example[] =
     "  nonce_ttl: 120\n"
     "  off_domains: [dev.example.com]\n"
     "  ban: {max_failures: 5, window: 30, ban_time: 600, action: drop}\n"
+    "  algorithms: [MD5, sha-256]\n"
     "limits: {max_message_size: 4096, max_tcp_connections: 100, tcp_idle_timeout: 60,\n"
     "         max_transactions: 5000, max_pending: 50}\n"
     "log: {level: debug}\n";
@@ -151,6 +153,9 @@ static void test_full_example_sets_every_field(void)
 	CHECK_INT(cfg->auth.ban.window, 30);
 	CHECK_INT(cfg->auth.ban.ban_time, 600);
 	CHECK_INT(cfg->auth.ban.action, BAN_DROP);
+	CHECK_INT(cfg->auth.n_algorithms, 2);
+	CHECK_INT(cfg->auth.algorithms[0], AUTH_ALG_MD5);
+	CHECK_INT(cfg->auth.algorithms[1], AUTH_ALG_SHA256);
 	CHECK_INT(cfg->limits.max_message_size, 4096);
 	CHECK_INT(cfg->limits.max_tcp_connections, 100);
 	CHECK_INT(cfg->limits.tcp_idle_timeout, 60);
@@ -196,6 +201,7 @@ static void check_defaults(const struct config *cfg)
 	CHECK_INT(cfg->auth.ban.window, 60);
 	CHECK_INT(cfg->auth.ban.ban_time, 300);
 	CHECK_INT(cfg->auth.ban.action, BAN_REPLY_403);
+	CHECK_INT(cfg->auth.n_algorithms, 0);
 	CHECK_INT(cfg->limits.max_message_size, 65535);
 	CHECK_INT(cfg->limits.max_tcp_connections, 10000);
 	CHECK_INT(cfg->limits.tcp_idle_timeout, 600);
@@ -377,6 +383,11 @@ static void test_wrong_types_are_refused(void)
 	REFUSED("auth: {nonce_ttl: 0}\n", 1, "auth.nonce_ttl", "1..4294967295");
 	REFUSED("auth: {secret_file: }\n", 1, "auth.secret_file", "got nothing");
 	REFUSED("auth: {ban: {action: 404}}\n", 1, "auth.ban.action", "expected 403 or drop");
+	REFUSED("auth:\n  algorithms: [SHA-1]\n", 2, "auth.algorithms[0]",
+		"expected MD5 or SHA-256, got \"SHA-1\"");
+	REFUSED("auth:\n  algorithms: [MD5, md5]\n", 2, "auth.algorithms[1]", "twice");
+	REFUSED("auth:\n  algorithms: []\n", 2, "auth.algorithms", "needs MD5");
+	REFUSED("auth:\n  algorithms: MD5\n", 2, "auth.algorithms", "expected a list");
 	REFUSED("log: {level: verbose}\n", 1, "log.level", "got \"verbose\"");
 	REFUSED("limits: {max_message_size: 100}\n", 1, "limits.max_message_size", "512..");
 	REFUSED("location: {pool: many}\n", 1, "location.pool", "got \"many\"");
