@@ -17,35 +17,32 @@
 #include "sipreg/location_backend.h"
 
 static const struct location_backend *const location_backends[] = {
-	&location_backend_memory,
+    &location_backend_memory,
 #ifdef HAVE_PG
-	&location_backend_pg,
+    &location_backend_pg,
 #endif
-	NULL,
+    NULL,
 };
 
 static const char *const location_names[] = {
-	"memory",
+    "memory",
 #ifdef HAVE_PG
-	"pg",
+    "pg",
 #endif
-	NULL,
+    NULL,
 };
 
 struct location {
 	const struct location_backend *ops;
 	void *be;
-	struct location_op *head;  /* ops in flight, newest first */
+	struct location_op *head; /* ops in flight, newest first */
 	size_t n_pending;
-	bool closing;              /* new calls are refused while close() drains */
+	bool closing; /* new calls are refused while close() drains */
 };
-
-enum location_op_kind { OP_APPLY, OP_FETCH, OP_SWEEP, OP_ITERATE, OP_FIND_USER };
 
 struct location_op {
 	struct location_op *prev, *next;
 	struct location *loc;
-	enum location_op_kind kind;
 	union {
 		location_apply_h *apply;
 		location_fetch_h *fetch;
@@ -56,7 +53,7 @@ struct location_op {
 	void *arg;
 	bool cancelled;
 	bool submitting; /* inside the backend call that started it */
-	bool completed;  /* completed while submitting: the starter frees it */
+	bool completed;	 /* completed while submitting: the starter frees it */
 };
 
 const char *const *location_backend_names(void)
@@ -138,8 +135,7 @@ void location_close(struct location **locp)
 }
 
 /* Allocate an op for a call; NULL when closing (*errp = ECANCELED) or out of memory. */
-static struct location_op *op_new(struct location *loc, enum location_op_kind kind, void *arg,
-				  int *errp)
+static struct location_op *op_new(struct location *loc, void *arg, int *errp)
 {
 	struct location_op *op;
 
@@ -153,7 +149,6 @@ static struct location_op *op_new(struct location *loc, enum location_op_kind ki
 		return NULL;
 	}
 	op->loc = loc;
-	op->kind = kind;
 	op->arg = arg;
 	op->submitting = true;
 	op->next = loc->head;
@@ -251,8 +246,8 @@ static void find_user_done(int err, const struct dir_user *user, void *arg)
 	op_done(op);
 }
 
-int location_apply(struct location *loc, const struct reg_request *req,
-		   location_apply_h *cb, void *arg, struct location_op **opp)
+int location_apply(struct location *loc, const struct reg_request *req, location_apply_h *cb,
+		   void *arg, struct location_op **opp)
 {
 	struct location_op *op;
 	int err = 0;
@@ -261,7 +256,7 @@ int location_apply(struct location *loc, const struct reg_request *req,
 		*opp = NULL;
 	if (!loc || !req || !cb)
 		return EINVAL;
-	op = op_new(loc, OP_APPLY, arg, &err);
+	op = op_new(loc, arg, &err);
 	if (!op)
 		return err;
 	op->cb.apply = cb;
@@ -278,7 +273,7 @@ int location_fetch(struct location *loc, const struct sip_str *aor, int64_t now,
 		*opp = NULL;
 	if (!loc || !aor || !cb)
 		return EINVAL;
-	op = op_new(loc, OP_FETCH, arg, &err);
+	op = op_new(loc, arg, &err);
 	if (!op)
 		return err;
 	op->cb.fetch = cb;
@@ -295,7 +290,7 @@ int location_sweep(struct location *loc, int64_t now, location_sweep_h *cb, void
 		*opp = NULL;
 	if (!loc || !cb)
 		return EINVAL;
-	op = op_new(loc, OP_SWEEP, arg, &err);
+	op = op_new(loc, arg, &err);
 	if (!op)
 		return err;
 	op->cb.sweep = cb;
@@ -312,7 +307,7 @@ int location_iterate(struct location *loc, int64_t now, location_iter_h *cb, voi
 		*opp = NULL;
 	if (!loc || !cb)
 		return EINVAL;
-	op = op_new(loc, OP_ITERATE, arg, &err);
+	op = op_new(loc, arg, &err);
 	if (!op)
 		return err;
 	op->cb.iterate = cb;
@@ -323,7 +318,7 @@ int directory_find_user(struct location *loc, const struct sip_str *user,
 			const struct sip_str *domain, directory_find_h *cb, void *arg,
 			struct location_op **opp)
 {
-	static const struct sip_str empty = { .p = NULL, .len = 0 };
+	static const struct sip_str empty = {.p = NULL, .len = 0};
 	struct location_op *op;
 	int err = 0;
 
@@ -331,7 +326,7 @@ int directory_find_user(struct location *loc, const struct sip_str *user,
 		*opp = NULL;
 	if (!loc || !user || !cb)
 		return EINVAL;
-	op = op_new(loc, OP_FIND_USER, arg, &err);
+	op = op_new(loc, arg, &err);
 	if (!op)
 		return err;
 	op->cb.find_user = cb;

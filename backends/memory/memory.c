@@ -24,15 +24,15 @@
 #include "sipreg/location_backend.h"
 
 #define MEM_WHEEL_SLOTS 4096u /* seconds; a power of two */
-#define MEM_WHEEL_MASK (MEM_WHEEL_SLOTS - 1)
+#define MEM_WHEEL_MASK	(MEM_WHEEL_SLOTS - 1)
 
 struct mem_aor;
 
 struct mem_binding {
 	struct mem_binding *wprev, *wnext; /* wheel slot list */
-	struct mem_aor *rec;               /* owning record; NULL while only prepared */
-	size_t idx;                        /* position in rec->v */
-	struct binding b;                  /* strings point into data[] */
+	struct mem_aor *rec;		   /* owning record; NULL while only prepared */
+	size_t idx;			   /* position in rec->v */
+	struct binding b;		   /* strings point into data[] */
 	char data[];
 };
 
@@ -46,7 +46,7 @@ struct mem_aor {
 
 /* A directory entry: one provisioned user, strings copied from the config. */
 struct mem_user {
-	struct dir_user u;       /* domain empty when the user serves any domain */
+	struct dir_user u;	 /* domain empty when the user serves any domain */
 	struct sip_str *aliases; /* what u.aliases points to */
 };
 
@@ -65,7 +65,7 @@ enum mem_op_kind { MEM_APPLY, MEM_FETCH, MEM_SWEEP, MEM_ITERATE, MEM_FIND_USER }
 struct mem_change {
 	struct mem_binding *prep; /* owned until moved into the store */
 	uint32_t expires;
-	bool superseded;          /* a later change of the same request has the same key */
+	bool superseded; /* a later change of the same request has the same key */
 };
 
 struct mem_op {
@@ -80,14 +80,14 @@ struct mem_op {
 	} cb;
 	void *arg;
 	int64_t now;
-	struct sip_str s1;  /* apply, fetch: the AOR; find_user: the user part */
-	struct sip_str s2;  /* apply: the Call-ID; find_user: the domain */
+	struct sip_str s1; /* apply, fetch: the AOR; find_user: the user part */
+	struct sip_str s2; /* apply: the Call-ID; find_user: the domain */
 	uint32_t cseq;
 	uint32_t max_contacts;
 	bool wildcard;
 	struct mem_change *changes;
 	size_t n_changes;
-	char data[];        /* s1 and s2 */
+	char data[]; /* s1 and s2 */
 };
 
 struct mem_be {
@@ -96,12 +96,13 @@ struct mem_be {
 	struct event *tick_ev;
 	struct mem_op *head, *tail;
 	size_t n_queued;
-	bool *alive;         /* set by a running flush; close() clears it */
+	bool *alive;		  /* set by a running flush; close() clears it */
+	struct mem_op *iterating; /* the iterate a flush is walking, if any */
 	bool closing;
 
 	struct hmap aors;
 	struct mem_binding *wheel[MEM_WHEEL_SLOTS];
-	int64_t wheel_pos;   /* last second reaped */
+	int64_t wheel_pos; /* last second reaped */
 
 	struct binding *scratch; /* result sets handed to callbacks */
 	size_t scratch_cap;
@@ -113,7 +114,7 @@ struct mem_be {
 	size_t n_names;
 };
 
-static const struct binding_set mem_empty_set = { .v = NULL, .n = 0 };
+static const struct binding_set mem_empty_set = {.v = NULL, .n = 0};
 
 /* ---- strings ---------------------------------------------------------------------- */
 
@@ -251,9 +252,9 @@ static void wheel_unlink(struct mem_be *be, struct mem_binding *mb)
 static struct mem_binding *binding_new(const struct reg_request *req,
 				       const struct reg_change *ch)
 {
-	const struct sip_str *strs[] = { &req->aor,  &ch->contact,	&ch->key,
-					 &req->call_id, &req->path,	&ch->instance,
-					 &req->user_agent, &req->instance_id };
+	const struct sip_str *strs[] = {&req->aor,	  &ch->contact,	    &ch->key,
+					&req->call_id,	  &req->path,	    &ch->instance,
+					&req->user_agent, &req->instance_id};
 	struct mem_binding *mb;
 	size_t total = 0;
 	char *cur;
@@ -420,7 +421,8 @@ static void wheel_tick(evutil_socket_t fd, short what, void *arg)
 	if (now < be->wheel_pos)
 		be->wheel_pos = now; /* the clock stepped back: slots get reaped again later */
 	if (now - be->wheel_pos >= (int64_t)MEM_WHEEL_SLOTS)
-		be->wheel_pos = now - MEM_WHEEL_SLOTS; /* asleep for a whole turn: one full turn */
+		be->wheel_pos =
+		    now - MEM_WHEEL_SLOTS; /* asleep for a whole turn: one full turn */
 	for (int64_t s = be->wheel_pos + 1; s <= now; s++) {
 		struct mem_binding *mb = be->wheel[(uint64_t)s & MEM_WHEEL_MASK], *next;
 
@@ -483,8 +485,7 @@ static int binding_cmp(const void *pa, const void *pb)
 
 /* The live bindings of rec as a set borrowed from the store; the scratch capacity must
  * already hold them. */
-static struct binding_set result_fill(struct mem_be *be, const struct mem_aor *rec,
-				      int64_t now)
+static struct binding_set result_fill(struct mem_be *be, const struct mem_aor *rec, int64_t now)
 {
 	size_t n = 0;
 
@@ -494,7 +495,7 @@ static struct binding_set result_fill(struct mem_be *be, const struct mem_aor *r
 	}
 	if (n > 1)
 		qsort(be->scratch, n, sizeof(*be->scratch), binding_cmp);
-	return (struct binding_set){ .v = n ? be->scratch : NULL, .n = n };
+	return (struct binding_set){.v = n ? be->scratch : NULL, .n = n};
 }
 
 /* ---- apply: RFC 3261 §10.3 step 7 ------------------------------------------------- */
@@ -512,8 +513,8 @@ static enum reg_outcome apply_decide(const struct mem_op *op, const struct mem_a
 		for (size_t i = 0; rec && i < rec->n; i++) {
 			const struct binding *b = &rec->v[i]->b;
 
-			if (binding_live(rec->v[i], op->now) && sip_str_eq(&b->call_id, &op->s2) &&
-			    b->cseq >= op->cseq)
+			if (binding_live(rec->v[i], op->now) &&
+			    sip_str_eq(&b->call_id, &op->s2) && b->cseq >= op->cseq)
 				return REG_OUT_OF_ORDER;
 		}
 		*live_r = 0;
@@ -522,7 +523,7 @@ static enum reg_outcome apply_decide(const struct mem_op *op, const struct mem_a
 	}
 	for (size_t i = 0; i < op->n_changes; i++) {
 		const struct mem_binding *stored =
-			binding_find(rec, &op->changes[i].prep->b.key, op->now);
+		    binding_find(rec, &op->changes[i].prep->b.key, op->now);
 
 		if (stored && sip_str_eq(&stored->b.call_id, &op->s2) &&
 		    op->cseq <= stored->b.cseq)
@@ -705,7 +706,7 @@ static int dir_load(struct mem_be *be, const struct location_conf *conf)
 			return err;
 		dir_name_add(be, &mu->u.username, &mu->u.domain, false, mu);
 		for (size_t j = 0; j < mu->u.n_aliases; j++) {
-			struct sip_str a = mu->aliases[j], user = a, domain = { a.p + a.len, 0 };
+			struct sip_str a = mu->aliases[j], user = a, domain = {a.p + a.len, 0};
 			const char *at = memrchr(a.p, '@', a.len);
 
 			if (at) {
@@ -753,7 +754,8 @@ static void run_iterate(struct mem_be *be, struct mem_op *op, const bool *alive)
 	size_t i;
 
 	/* Callbacks cannot change the store (new calls only queue), so the walk is safe
-	 * unless a callback closes the backend. */
+	 * unless a callback closes the backend; close() then ends the iteration itself. */
+	be->iterating = op;
 	HMAP_FOREACH_SAFE(&be->aors, n, tmp, i)
 	{
 		struct mem_aor *rec = hmap_entry(n, struct mem_aor, node);
@@ -762,12 +764,11 @@ static void run_iterate(struct mem_be *be, struct mem_op *op, const bool *alive)
 			if (!binding_live(rec->v[j], op->now))
 				continue;
 			op->cb.iterate(0, &rec->v[j]->b, op->arg);
-			if (!*alive) {
-				op->cb.iterate(ECANCELED, NULL, op->arg);
+			if (!*alive)
 				return;
-			}
 		}
 	}
+	be->iterating = NULL;
 	op->cb.iterate(0, NULL, op->arg);
 }
 
@@ -886,6 +887,11 @@ static void mem_close(void *p)
 	if (be->flush_ev)
 		event_free(be->flush_ev);
 	be->tick_ev = be->flush_ev = NULL;
+	if (be->iterating) {
+		op = be->iterating;
+		be->iterating = NULL;
+		op->cb.iterate(ECANCELED, NULL, op->arg);
+	}
 	while ((op = op_pop(be)) != NULL) {
 		op_run(be, op, ECANCELED, NULL);
 		op_free(op);
@@ -902,7 +908,7 @@ static void mem_close(void *p)
 
 static int mem_open(void **bep, const struct location_conf *conf, struct event_base *base)
 {
-	struct timeval tick = { .tv_sec = 1 };
+	struct timeval tick = {.tv_sec = 1};
 	struct mem_be *be;
 	int err;
 
@@ -1037,12 +1043,12 @@ static int mem_find_user(void *p, const struct sip_str *user, const struct sip_s
 }
 
 const struct location_backend location_backend_memory = {
-	.name = "memory",
-	.open = mem_open,
-	.close = mem_close,
-	.apply = mem_apply,
-	.fetch = mem_fetch,
-	.sweep = mem_sweep,
-	.iterate = mem_iterate,
-	.find_user = mem_find_user,
+    .name = "memory",
+    .open = mem_open,
+    .close = mem_close,
+    .apply = mem_apply,
+    .fetch = mem_fetch,
+    .sweep = mem_sweep,
+    .iterate = mem_iterate,
+    .find_user = mem_find_user,
 };

@@ -19,9 +19,9 @@
 #include "log.h"
 #include "sipreg/location.h"
 
-#define TEST_DOMAIN "test.invalid"
+#define TEST_DOMAIN    "test.invalid"
 #define LOOP_TIMEOUT_S 10
-#define MAX_COPIES 16
+#define MAX_COPIES     16
 
 static struct event_base *base;
 static struct location *loc;
@@ -31,20 +31,20 @@ static int64_t t_now;
 
 /* ---- fixture users (the directory cases) ------------------------------------------ */
 
-static const char *const bob_aliases[] = { "conf-bobby@" TEST_DOMAIN };
+static const char *const bob_aliases[] = {"conf-bobby@" TEST_DOMAIN};
 
 static const struct conf_user fixture_users[] = {
-	{ .user = "conf-alice", .password = "alice-secret", .enabled = true },
-	{ .user = "conf-bob",
-	  .domain = TEST_DOMAIN,
-	  .ha1_md5 = "0123456789abcdef0123456789abcdef",
-	  .ha1_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-	  .auth_off = true,
-	  .enabled = true,
-	  .max_contacts = 3,
-	  .aliases = bob_aliases,
-	  .n_aliases = 1 },
-	{ .user = "conf-carol", .domain = TEST_DOMAIN, .password = "carol", .enabled = false },
+    {.user = "conf-alice", .password = "alice-secret", .enabled = true},
+    {.user = "conf-bob",
+     .domain = TEST_DOMAIN,
+     .ha1_md5 = "0123456789abcdef0123456789abcdef",
+     .ha1_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+     .auth_off = true,
+     .enabled = true,
+     .max_contacts = 3,
+     .aliases = bob_aliases,
+     .n_aliases = 1},
+    {.user = "conf-carol", .domain = TEST_DOMAIN, .password = "carol", .enabled = false},
 };
 
 /* ---- running the loop ------------------------------------------------------------- */
@@ -59,7 +59,7 @@ static void loop_timeout(evutil_socket_t fd, short what, void *arg)
 /* Run the loop until cond(arg) holds or LOOP_TIMEOUT_S pass; returns cond(arg). */
 static bool loop_until(bool (*cond)(const void *), const void *arg)
 {
-	struct timeval tv = { .tv_sec = LOOP_TIMEOUT_S };
+	struct timeval tv = {.tv_sec = LOOP_TIMEOUT_S};
 	bool timed_out = false;
 	struct event *tmo = evtimer_new(base, loop_timeout, &timed_out);
 
@@ -141,13 +141,13 @@ static void binding_copy_free(struct binding_copy *d)
 /* What one operation's callback(s) delivered. */
 struct result {
 	bool done;
-	bool early;    /* a callback ran while the call that started it was still running */
-	int calls;     /* final callbacks */
+	bool early; /* a callback ran while the call that started it was still running */
+	int calls;  /* final callbacks */
 	int err;
 	enum reg_outcome outcome;
 	size_t n_removed;
-	size_t n;      /* bindings delivered (iterate: those of the filtered AOR) */
-	size_t n_all;  /* iterate: every binding delivered */
+	size_t n;     /* bindings delivered (iterate: those of the filtered AOR) */
+	size_t n_all; /* iterate: every binding delivered */
 	bool overflow;
 	struct binding_copy v[MAX_COPIES];
 	const char *filter; /* iterate: keep only this AOR */
@@ -283,29 +283,29 @@ static struct sip_str test_aor(char *buf, size_t size, const char *tag)
 
 	if (n < 0 || (size_t)n >= size)
 		abort();
-	return (struct sip_str){ .p = buf, .len = (size_t)n };
+	return (struct sip_str){.p = buf, .len = (size_t)n};
 }
 
 static struct reg_change change(const char *contact, uint32_t expires)
 {
-	return (struct reg_change){ .contact = sip_str_c(contact),
-				    .key = sip_str_c(contact),
-				    .expires = expires,
-				    .q = Q_NONE };
+	return (struct reg_change){.contact = sip_str_c(contact),
+				   .key = sip_str_c(contact),
+				   .expires = expires,
+				   .q = Q_NONE};
 }
 
 static struct reg_request request(struct sip_str aor, const char *call_id, uint32_t cseq,
 				  const struct reg_change *changes, size_t n, int64_t now)
 {
-	return (struct reg_request){ .aor = aor,
-				     .call_id = sip_str_c(call_id),
-				     .cseq = cseq,
-				     .changes = changes,
-				     .n_changes = n,
-				     .source = { .proto = SIP_PROTO_UDP, .ip = "127.0.0.1",
-						 .port = 5060 },
-				     .instance_id = sip_str_c("sipreg-test"),
-				     .now = now };
+	return (struct reg_request){
+	    .aor = aor,
+	    .call_id = sip_str_c(call_id),
+	    .cseq = cseq,
+	    .changes = changes,
+	    .n_changes = n,
+	    .source = {.proto = SIP_PROTO_UDP, .ip = "127.0.0.1", .port = 5060},
+	    .instance_id = sip_str_c("sipreg-test"),
+	    .now = now};
 }
 
 /* Run one apply to completion; r gets the answer. Returns the call's own error. */
@@ -398,13 +398,13 @@ static const struct binding_copy *find_contact(const struct result *r, const cha
 }
 
 /* Apply and expect REG_OK with n live bindings. */
-#define APPLY_OK(req, r, n_expected)                                                       \
-	do {                                                                               \
-		CHECK_INT(run_apply(loc, (req), (r)), 0);                                  \
-		CHECK((r)->done);                                                          \
-		CHECK_INT((r)->err, 0);                                                    \
-		CHECK_INT((r)->outcome, REG_OK);                                           \
-		CHECK_INT((r)->n, (n_expected));                                           \
+#define APPLY_OK(req, r, n_expected)                                                           \
+	do {                                                                                   \
+		CHECK_INT(run_apply(loc, (req), (r)), 0);                                      \
+		CHECK((r)->done);                                                              \
+		CHECK_INT((r)->err, 0);                                                        \
+		CHECK_INT((r)->outcome, REG_OK);                                               \
+		CHECK_INT((r)->n, (n_expected));                                               \
 	} while (0)
 
 /* ---- the cases -------------------------------------------------------------------- */
@@ -435,7 +435,7 @@ static void test_register_one_contact(void)
 	struct sip_str aor = test_aor(buf, sizeof(buf), "one");
 	struct reg_change ch = change("sip:alice@192.0.2.1:5060", 3600);
 	struct reg_request req = request(aor, "cid-one", 1, &ch, 1, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 1);
 	if (r.n == 1) {
@@ -454,7 +454,7 @@ static void test_register_one_contact(void)
 static void test_fetch_unknown_aor_is_empty(void)
 {
 	char buf[128];
-	struct result r = { 0 };
+	struct result r = {0};
 
 	CHECK_INT(run_fetch(test_aor(buf, sizeof(buf), "nobody"), t_now, &r), 0);
 	CHECK(r.done);
@@ -469,7 +469,7 @@ static void test_refresh_updates_expiry(void)
 	struct sip_str aor = test_aor(buf, sizeof(buf), "refresh");
 	struct reg_change ch = change("sip:a@192.0.2.1", 60);
 	struct reg_request req = request(aor, "cid-refresh", 1, &ch, 1, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 1);
 	ch.expires = 120;
@@ -490,10 +490,11 @@ static void test_register_multiple_contacts(void)
 {
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "multi");
-	struct reg_change ch[3] = { change("sip:a@192.0.2.1", 3600), change("sip:b@192.0.2.2", 1800),
-				    change("sip:c@192.0.2.3", 60) };
+	struct reg_change ch[3] = {change("sip:a@192.0.2.1", 3600),
+				   change("sip:b@192.0.2.2", 1800),
+				   change("sip:c@192.0.2.3", 60)};
 	struct reg_request req = request(aor, "cid-multi", 7, ch, 3, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 	const struct binding_copy *b;
 
 	APPLY_OK(&req, &r, 3);
@@ -515,9 +516,10 @@ static void test_remove_one_contact_with_expires_zero(void)
 {
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "remove");
-	struct reg_change ch[2] = { change("sip:a@192.0.2.1", 3600), change("sip:b@192.0.2.2", 3600) };
+	struct reg_change ch[2] = {change("sip:a@192.0.2.1", 3600),
+				   change("sip:b@192.0.2.2", 3600)};
 	struct reg_request req = request(aor, "cid-remove", 1, ch, 2, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 2);
 	ch[0].expires = 0;
@@ -539,14 +541,15 @@ static void test_remove_unknown_contact_changes_nothing(void)
 	struct reg_change ch = change("sip:a@192.0.2.1", 3600);
 	struct reg_change gone = change("sip:zz@192.0.2.99", 0);
 	struct reg_request req = request(aor, "cid-ru", 1, &ch, 1, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 1);
 	req = request(aor, "cid-ru", 2, &gone, 1, t_now);
 	APPLY_OK(&req, &r, 1);
 	CHECK(find_contact(&r, "sip:a@192.0.2.1") != NULL);
 	/* On an AOR with no bindings at all, too. */
-	req = request(test_aor(buf2, sizeof(buf2), "remove-empty"), "cid-re", 1, &gone, 1, t_now);
+	req =
+	    request(test_aor(buf2, sizeof(buf2), "remove-empty"), "cid-re", 1, &gone, 1, t_now);
 	APPLY_OK(&req, &r, 0);
 	CHECK_INT(run_fetch(req.aor, t_now, &r), 0);
 	CHECK_INT(r.n, 0);
@@ -557,9 +560,10 @@ static void test_wildcard_removes_all(void)
 {
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "wildcard");
-	struct reg_change ch[2] = { change("sip:a@192.0.2.1", 3600), change("sip:b@192.0.2.2", 3600) };
+	struct reg_change ch[2] = {change("sip:a@192.0.2.1", 3600),
+				   change("sip:b@192.0.2.2", 3600)};
 	struct reg_request req = request(aor, "cid-wild", 1, ch, 2, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 2);
 	req = request(aor, "cid-wild", 2, NULL, 0, t_now);
@@ -576,7 +580,7 @@ static void test_wildcard_same_callid_not_newer_cseq_is_out_of_order(void)
 	struct sip_str aor = test_aor(buf, sizeof(buf), "wildcard-ooo");
 	struct reg_change ch = change("sip:a@192.0.2.1", 3600);
 	struct reg_request req = request(aor, "cid-wo", 5, &ch, 1, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 1);
 	for (uint32_t cseq = 4; cseq <= 5; cseq++) {
@@ -602,7 +606,7 @@ static void check_same_callid_cseq(const char *tag, uint32_t cseq)
 	struct sip_str aor = test_aor(buf, sizeof(buf), tag);
 	struct reg_change ch = change("sip:a@192.0.2.1", 3600);
 	struct reg_request req = request(aor, "cid-x", 10, &ch, 1, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 1);
 	ch.expires = 60;
@@ -640,7 +644,7 @@ static void test_new_callid_with_lower_cseq_is_accepted(void)
 	struct sip_str aor = test_aor(buf, sizeof(buf), "new-callid");
 	struct reg_change ch = change("sip:a@192.0.2.1", 3600);
 	struct reg_request req = request(aor, "cid-old", 100, &ch, 1, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 1);
 	ch.expires = 600;
@@ -658,11 +662,13 @@ static void test_out_of_order_change_fails_whole_request(void)
 {
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "atomic");
-	struct reg_change a = change("sip:a@192.0.2.1", 3600), b = change("sip:b@192.0.2.2", 3600);
-	struct reg_change mixed[3] = { change("sip:a@192.0.2.1", 0), change("sip:c@192.0.2.3", 3600),
-				       change("sip:b@192.0.2.2", 60) };
+	struct reg_change a = change("sip:a@192.0.2.1", 3600),
+			  b = change("sip:b@192.0.2.2", 3600);
+	struct reg_change mixed[3] = {change("sip:a@192.0.2.1", 0),
+				      change("sip:c@192.0.2.3", 3600),
+				      change("sip:b@192.0.2.2", 60)};
 	struct reg_request req = request(aor, "cid-x", 10, &a, 1, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 1);
 	req = request(aor, "cid-y", 20, &b, 1, t_now);
@@ -687,12 +693,15 @@ static void test_max_contacts_exceeded_changes_nothing(void)
 {
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "max");
-	struct reg_change ab[2] = { change("sip:a@192.0.2.1", 3600), change("sip:b@192.0.2.2", 3600) };
-	struct reg_change c[2] = { change("sip:c@192.0.2.3", 3600), change("sip:a@192.0.2.1", 60) };
-	struct reg_change swap[3] = { change("sip:a@192.0.2.1", 60), change("sip:b@192.0.2.2", 0),
-				      change("sip:c@192.0.2.3", 3600) };
+	struct reg_change ab[2] = {change("sip:a@192.0.2.1", 3600),
+				   change("sip:b@192.0.2.2", 3600)};
+	struct reg_change c[2] = {change("sip:c@192.0.2.3", 3600),
+				  change("sip:a@192.0.2.1", 60)};
+	struct reg_change swap[3] = {change("sip:a@192.0.2.1", 60),
+				     change("sip:b@192.0.2.2", 0),
+				     change("sip:c@192.0.2.3", 3600)};
 	struct reg_request req = request(aor, "cid-max", 1, ab, 2, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	req.max_contacts = 2;
 	APPLY_OK(&req, &r, 2);
@@ -722,10 +731,11 @@ static void test_expired_bindings_are_not_returned(void)
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "expired");
 	int64_t t0 = t_now - 7200;
-	struct reg_change ab[2] = { change("sip:a@192.0.2.1", 60), change("sip:b@192.0.2.2", 3600) };
+	struct reg_change ab[2] = {change("sip:a@192.0.2.1", 60),
+				   change("sip:b@192.0.2.2", 3600)};
 	struct reg_change c = change("sip:c@192.0.2.3", 3600);
 	struct reg_request req = request(aor, "cid-exp", 1, ab, 2, t0);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 2);
 	CHECK_INT(run_fetch(aor, t0 + 100, &r), 0);
@@ -750,10 +760,11 @@ static void test_sweep_removes_expired_bindings(void)
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "sweep");
 	int64_t t0 = t_now - 7200;
-	struct reg_change ab[2] = { change("sip:a@192.0.2.1", 60), change("sip:b@192.0.2.2", 3600) };
+	struct reg_change ab[2] = {change("sip:a@192.0.2.1", 60),
+				   change("sip:b@192.0.2.2", 3600)};
 	struct reg_change c = change("sip:c@192.0.2.3", 5000);
 	struct reg_request req = request(aor, "cid-sweep", 1, ab, 2, t0);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 2);
 	req = request(aor, "cid-sweep", 2, &c, 1, t0 + 10);
@@ -770,13 +781,44 @@ static void test_sweep_removes_expired_bindings(void)
 	result_clear(&r);
 }
 
+/* Memory only: the expiry wheel removes a binding about one second after it expired,
+ * without a sweep. (A database backend reaps on its own schedule.) */
+static void test_memory_wheel_reaps_expired_bindings_in_background(void)
+{
+	char buf[128];
+	struct sip_str aor = test_aor(buf, sizeof(buf), "wheel");
+	int64_t now = (int64_t)time(NULL);
+	struct reg_change ch[2] = {change("sip:a@192.0.2.1", 1),
+				   change("sip:b@192.0.2.2", 3600)};
+	struct reg_request req = request(aor, "cid-wheel", 1, ch, 2, now);
+	struct result r = {0};
+	bool gone = false;
+
+	APPLY_OK(&req, &r, 2);
+	/* Ask about a time when a was live: it still shows until the wheel drops it. */
+	for (int i = 0; i < 40 && !gone; i++) {
+		struct timeval tv = {.tv_usec = 100 * 1000};
+
+		CHECK_INT(run_fetch(aor, now - 100, &r), 0);
+		gone = r.n == 1 && find_contact(&r, "sip:b@192.0.2.2") != NULL;
+		if (!gone) {
+			event_base_loopexit(base, &tv);
+			event_base_dispatch(base);
+		}
+	}
+	CHECK(gone);
+	CHECK((int64_t)time(NULL) >= now + 1);
+	result_clear(&r);
+}
+
 static void test_iterate_lists_live_bindings_then_ends(void)
 {
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "iterate");
-	struct reg_change ch[2] = { change("sip:a@192.0.2.1", 3600), change("sip:b@192.0.2.2", 30) };
+	struct reg_change ch[2] = {change("sip:a@192.0.2.1", 3600),
+				   change("sip:b@192.0.2.2", 30)};
 	struct reg_request req = request(aor, "cid-it", 1, ch, 2, t_now);
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 2);
 	CHECK_INT(run_iterate(buf, t_now, &r), 0);
@@ -791,7 +833,8 @@ static void test_iterate_lists_live_bindings_then_ends(void)
 }
 
 /* Bytes that break naive storage: NUL, quotes, backslashes, %00, UTF-8. */
-static const char rt_contact[] = "<sip:o'neil%00x@[2001:db8::1]:5070;transport=tcp;x=\"a\\\"b\">";
+static const char rt_contact[] =
+    "<sip:o'neil%00x@[2001:db8::1]:5070;transport=tcp;x=\"a\\\"b\">";
 static const char rt_call_id[] = "c\0ll\\id'\"%00@host";
 static const char rt_ua[] = "T\xc3\xa9l\xc3\xa9phone \xe2\x98\x8e/1.0 \xf0\x9f\x93\x9e";
 static const char rt_path[] = "<sip:p1.example.net;lr>,<sip:p2.example.net;lr;x=\"\\\\\">";
@@ -826,27 +869,29 @@ static void test_binding_fields_round_trip(void)
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "round%00-trip");
 	struct reg_change ch = {
-		.contact = { rt_contact, sizeof(rt_contact) - 1 },
-		.key = SIP_STR_LIT("sip:o'neil%00x@[2001:db8::1]:5070;transport=tcp"),
-		.expires = 1234,
-		.q = 500,
-		.instance = { rt_instance, sizeof(rt_instance) - 1 },
-		.reg_id = 7,
+	    .contact = {rt_contact, sizeof(rt_contact) - 1},
+	    .key = SIP_STR_LIT("sip:o'neil%00x@[2001:db8::1]:5070;transport=tcp"),
+	    .expires = 1234,
+	    .q = 500,
+	    .instance = {rt_instance, sizeof(rt_instance) - 1},
+	    .reg_id = 7,
 	};
 	struct reg_request req = {
-		.aor = aor,
-		.call_id = { rt_call_id, sizeof(rt_call_id) - 1 },
-		.cseq = 4294967295u,
-		.changes = &ch,
-		.n_changes = 1,
-		.path = { rt_path, sizeof(rt_path) - 1 },
-		.user_agent = { rt_ua, sizeof(rt_ua) - 1 },
-		.source = { .proto = SIP_PROTO_TCP, .ip = "2001:db8::5", .port = 65535,
-			    .conn_id = UINT64_C(0x0123456789abcdef) },
-		.instance_id = { rt_by, sizeof(rt_by) - 1 },
-		.now = t_now,
+	    .aor = aor,
+	    .call_id = {rt_call_id, sizeof(rt_call_id) - 1},
+	    .cseq = 4294967295u,
+	    .changes = &ch,
+	    .n_changes = 1,
+	    .path = {rt_path, sizeof(rt_path) - 1},
+	    .user_agent = {rt_ua, sizeof(rt_ua) - 1},
+	    .source = {.proto = SIP_PROTO_TCP,
+		       .ip = "2001:db8::5",
+		       .port = 65535,
+		       .conn_id = UINT64_C(0x0123456789abcdef)},
+	    .instance_id = {rt_by, sizeof(rt_by) - 1},
+	    .now = t_now,
 	};
-	struct result r = { 0 };
+	struct result r = {0};
 
 	APPLY_OK(&req, &r, 1);
 	if (r.n == 1)
@@ -880,7 +925,7 @@ static void test_callback_never_runs_before_the_call_returns(void)
 	struct sip_str user = SIP_STR_LIT("conf-alice"), domain = SIP_STR_LIT(TEST_DOMAIN);
 	struct reg_change ch = change("sip:a@192.0.2.1", 3600);
 	struct reg_request req = request(aor, "cid-def", 1, &ch, 1, t_now);
-	struct result r[5] = { 0 };
+	struct result r[5] = {0};
 
 	in_call = true;
 	CHECK_INT(location_apply(loc, &req, on_apply, &r[0], NULL), 0);
@@ -904,7 +949,7 @@ static void test_pending_counts_operations_in_flight(void)
 {
 	char buf[128];
 	struct sip_str aor = test_aor(buf, sizeof(buf), "pending");
-	struct result r[2] = { 0 };
+	struct result r[2] = {0};
 	size_t before;
 
 	CHECK(loop_until(no_pending, &loc));
@@ -925,8 +970,8 @@ static void test_op_cancel_prevents_the_callback(void)
 	struct sip_str user = SIP_STR_LIT("conf-alice"), domain = SIP_STR_LIT(TEST_DOMAIN);
 	struct reg_change ch = change("sip:a@192.0.2.1", 3600);
 	struct reg_request req = request(aor, "cid-cancel", 1, &ch, 1, t_now);
-	struct location_op *ops[5] = { NULL };
-	struct result r[5] = { 0 }, after = { 0 };
+	struct location_op *ops[5] = {NULL};
+	struct result r[5] = {0}, after = {0};
 
 	CHECK_INT(location_apply(loc, &req, on_apply, &r[0], &ops[0]), 0);
 	CHECK_INT(location_fetch(loc, &aor, t_now, on_fetch, &r[1], &ops[1]), 0);
@@ -960,7 +1005,7 @@ static void test_close_completes_pending_ops_with_ecanceled(void)
 	struct reg_request req = request(aor, "cid-close", 1, &ch, 1, t_now);
 	struct location *l = NULL;
 	struct location_op *cancelled = NULL;
-	struct result r[6] = { 0 };
+	struct result r[6] = {0};
 
 	CHECK_INT(location_open(&l, &conf, base), 0);
 	if (!l)
@@ -991,9 +1036,87 @@ static void test_close_completes_pending_ops_with_ecanceled(void)
 	}
 }
 
+/* A callback may close the location it was called from: what is still pending (and the
+ * rest of an iteration) completes with ECANCELED, once, before close returns. */
+struct closer {
+	struct location *l;
+	struct result r;
+	int binding_calls;
+};
+
+static void on_iterate_close(int err, const struct binding *b, void *arg)
+{
+	struct closer *c = arg;
+
+	if (b) {
+		c->binding_calls++;
+		location_close(&c->l);
+		return;
+	}
+	c->r.calls++;
+	c->r.done = true;
+	c->r.err = err;
+}
+
+static void on_fetch_close(int err, const struct binding_set *set, void *arg)
+{
+	struct closer *c = arg;
+
+	(void)set;
+	c->r.calls++;
+	c->r.done = true;
+	c->r.err = err;
+	location_close(&c->l);
+}
+
+static void test_close_from_a_callback_cancels_the_rest(void)
+{
+	char buf[128];
+	struct sip_str aor = test_aor(buf, sizeof(buf), "close-cb");
+	struct reg_change ch[2] = {change("sip:a@192.0.2.1", 3600),
+				   change("sip:b@192.0.2.2", 3600)};
+	struct reg_request req = request(aor, "cid-close-cb", 1, ch, 2, t_now);
+	struct closer c = {0};
+	struct result later = {0};
+
+	/* Inside an iteration. */
+	CHECK_INT(location_open(&c.l, &conf, base), 0);
+	if (!c.l)
+		return;
+	APPLY_OK(&req, &later, 2); /* on the shared location: some binding to iterate */
+	CHECK_INT(run_apply(c.l, &req, &later), 0);
+	CHECK_INT(location_iterate(c.l, t_now, on_iterate_close, &c, NULL), 0);
+	CHECK_INT(location_fetch(c.l, &aor, t_now, on_fetch, &later, NULL), 0);
+	later.done = false;
+	later.calls = 0;
+	CHECK(loop_until(flag_set, &c.r.done));
+	CHECK(c.l == NULL);
+	CHECK_INT(c.binding_calls, 1);
+	CHECK_INT(c.r.calls, 1);
+	CHECK_INT(c.r.err, ECANCELED);
+	CHECK_INT(later.calls, 1);
+	CHECK_INT(later.err, ECANCELED);
+	result_clear(&later);
+
+	/* Inside a single-shot callback, with another op queued behind it. */
+	memset(&c, 0, sizeof(c));
+	CHECK_INT(location_open(&c.l, &conf, base), 0);
+	if (!c.l)
+		return;
+	CHECK_INT(location_fetch(c.l, &aor, t_now, on_fetch_close, &c, NULL), 0);
+	CHECK_INT(location_fetch(c.l, &aor, t_now, on_fetch, &later, NULL), 0);
+	CHECK(loop_until(flag_set, &later.done));
+	CHECK(c.l == NULL);
+	CHECK_INT(c.r.calls, 1);
+	CHECK_INT(c.r.err, 0);
+	CHECK_INT(later.calls, 1);
+	CHECK_INT(later.err, ECANCELED);
+	result_clear(&later);
+}
+
 static void test_find_user_by_name(void)
 {
-	struct result r = { 0 };
+	struct result r = {0};
 
 	CHECK_INT(run_find("conf-bob", TEST_DOMAIN, &r), 0);
 	CHECK_INT(r.err, 0);
@@ -1020,7 +1143,7 @@ static void test_find_user_by_name(void)
 
 static void test_find_user_of_any_domain_reports_the_asked_domain(void)
 {
-	struct result r = { 0 };
+	struct result r = {0};
 
 	CHECK_INT(run_find("conf-alice", "anywhere.invalid", &r), 0);
 	CHECK_INT(r.err, 0);
@@ -1041,7 +1164,7 @@ static void test_find_user_of_any_domain_reports_the_asked_domain(void)
 
 static void test_find_user_resolves_an_alias(void)
 {
-	struct result r = { 0 };
+	struct result r = {0};
 
 	CHECK_INT(run_find("conf-bobby", TEST_DOMAIN, &r), 0);
 	CHECK_INT(r.err, 0);
@@ -1058,7 +1181,7 @@ static void test_find_user_resolves_an_alias(void)
 
 static void test_find_unknown_user_is_null(void)
 {
-	struct result r = { 0 };
+	struct result r = {0};
 
 	CHECK_INT(run_find("conf-nobody", TEST_DOMAIN, &r), 0);
 	CHECK(r.done);
@@ -1075,7 +1198,7 @@ static void test_find_unknown_user_is_null(void)
 
 static void test_find_disabled_user_reports_enabled_false(void)
 {
-	struct result r = { 0 };
+	struct result r = {0};
 
 	CHECK_INT(run_find("conf-carol", TEST_DOMAIN, &r), 0);
 	CHECK_INT(r.err, 0);
@@ -1116,7 +1239,8 @@ int main(int argc, char **argv)
 	int err;
 
 	if (argc < 2 || !conf_from_env(argv[1], var, sizeof(var))) {
-		printf("Bail out! usage: %s BACKEND (conninfo in SIPREG_TEST_<BACKEND>_CONNINFO)\n",
+		printf("Bail out! usage: %s BACKEND (conninfo in "
+		       "SIPREG_TEST_<BACKEND>_CONNINFO)\n",
 		       argv[0]);
 		return 2;
 	}
@@ -1159,11 +1283,14 @@ int main(int argc, char **argv)
 	RUN(test_expired_bindings_are_not_returned);
 	RUN(test_sweep_removes_expired_bindings);
 	RUN(test_iterate_lists_live_bindings_then_ends);
+	if (strcmp(conf.backend, "memory") == 0)
+		RUN(test_memory_wheel_reaps_expired_bindings_in_background);
 	RUN(test_binding_fields_round_trip);
 	RUN(test_callback_never_runs_before_the_call_returns);
 	RUN(test_pending_counts_operations_in_flight);
 	RUN(test_op_cancel_prevents_the_callback);
 	RUN(test_close_completes_pending_ops_with_ecanceled);
+	RUN(test_close_from_a_callback_cancels_the_rest);
 	RUN(test_find_user_by_name);
 	RUN(test_find_user_of_any_domain_reports_the_asked_domain);
 	RUN(test_find_user_resolves_an_alias);
