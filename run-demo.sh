@@ -1,0 +1,24 @@
+#!/bin/bash
+# Try sipregd on a fresh Debian 12: install the build dependencies, build a release binary
+# and run it in the foreground on config/sipregd.yaml (127.0.0.1:5060, in-memory directory
+# with the demo users listed there). Stop it with Ctrl-C.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	as_root apt-get update -q
+	as_root apt-get install -y -q --no-install-recommends build-essential meson ninja-build \
+		pkg-config libosip2-dev libevent-dev libyaml-dev libxxhash-dev libssl-dev libpq-dev
+fi
+
+[ -d build-demo ] || meson setup build-demo -Dbuildtype=release
+ninja -C build-demo sipregd
+./build-demo/sipregd -c config/sipregd.yaml --check
+exec ./build-demo/sipregd -c config/sipregd.yaml
