@@ -83,7 +83,10 @@ def write_config(path, port, n_users, auth, backend, conninfo):
         # The reference registrar grants up to 3600 s; ours would too by default, stated
         # here so the load (Expires: 3600) is answered as asked.
         "registrar: {default_expires: 3600, min_expires: 60, max_expires: 3600}",
-        "auth: %s" % ("on" if auth else "off"),
+        # sipp 3.6.1 answers only the first challenge and only MD5: offer MD5 first, and
+        # SHA-256 too, as a deployment serving such clients would (conservative: two
+        # challenges cost more than the reference's one).
+        "auth: {enabled: true, algorithms: [MD5, SHA-256]}" if auth else "auth: off",
         "log: {level: warn}",
     ]
     if backend == "pg":
