@@ -1,0 +1,636 @@
+/* Unit tests of the transports over real loopback sockets (IPv4 and IPv6): what reaches the
+ * receive handler, framing on live TCP streams, keep-alives, limits and timeouts. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "net.h"
+
+#define MAX_RX 64
+
+struct rx {
+	char *buf;
+	size_t len;
+	struct net_flow flow;
+};
+
+struct harness {
+	struct event_base *base;
+	struct config cfg;
+	struct listen_spec listen[4];
+	struct net *net;
+	struct rx rx[MAX_RX];
+	int n_rx;
+};
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void run_ms(struct harness *h, int ms)
+{
+	uint64_t end = ms_now() + (uint64_t)ms;
+
+	while (ms_now() < end) {
+		struct timeval tv = { .tv_usec = 2000 };
+
+		event_base_loopexit(h->base, &tv);
+		event_base_loop(h->base, EVLOOP_ONCE);
+	}
+}
+
+/* Run the loop until n messages arrived or ms passed. */
+static bool run_until_rx(struct harness *h, int n, int ms)
+{
+	uint64_t end = ms_now() + (uint64_t)ms;
+
+	while (h->n_rx < n && ms_now() < end)
+		run_ms(h, 2);
+	return h->n_rx >= n;
+}
+
+static void on_msg(const char *buf, size_t len, const struct net_flow *flow, void *arg)
+{
+	struct harness *h = arg;
+	struct rx *r;
+
+	if (h->n_rx >= MAX_RX)
+		return;
+	r = &h->rx[h->n_rx++];
+	r->buf = malloc(len + 1);
+	if (r->buf) {
+		memcpy(r->buf, buf, len);
+		/* The transport promises a NUL after the message. */
+		r->buf[len] = buf[len];
+	}
+	r->len = len;
+	r->flow = *flow;
+}
+
+/* Listeners: UDP and TCP on 127.0.0.1 and ::1, all on port 0. */
+static int harness_init(struct harness *h, uint32_t max_msg, uint32_t max_conns, uint32_t idle)
+{
+	static const struct listen_spec specs[4] = {
+		{ .proto = SIP_PROTO_UDP, .addr = "127.0.0.1" },
+		{ .proto = SIP_PROTO_TCP, .addr = "127.0.0.1" },
+		{ .proto = SIP_PROTO_UDP, .addr = "::1" },
+		{ .proto = SIP_PROTO_TCP, .addr = "::1" },
+	};
+
+	memset(h, 0, sizeof(*h));
+	h->base = event_base_new();
+	if (!h->base)
+		return ENOMEM;
+	memcpy(h->listen, specs, sizeof(specs));
+	h->cfg.listen = h->listen;
+	h->cfg.n_listen = 4;
+	h->cfg.limits = (struct limits_conf){ .max_message_size = max_msg,
+					      .max_tcp_connections = max_conns,
+					      .tcp_idle_timeout = idle };
+	return net_alloc(&h->net, h->base, &h->cfg, on_msg, h);
+}
+
+static void harness_fini(struct harness *h)
+{
+	net_free(&h->net);
+	for (int i = 0; i < h->n_rx; i++)
+		free(h->rx[i].buf);
+	if (h->base)
+		event_base_free(h->base);
+}
+
+static socklen_t loopback(int family, uint16_t port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = in6addr_loopback;
+		s6->sin6_port = htons(port);
+		return sizeof(*s6);
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+	s4->sin_family = AF_INET;
+	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s4->sin_port = htons(port);
+	return sizeof(*s4);
+}
+
+static int udp_client(int family, uint16_t *portp)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loopback(family, 0, &ss);
+	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		close(fd);
+		return -1;
+	}
+	*portp = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					  : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+static int udp_send(int fd, int family, uint16_t port, const char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = loopback(family, port, &ss);
+
+	return sendto(fd, buf, len, 0, (struct sockaddr *)&ss, sl) == (ssize_t)len ? 0 : errno;
+}
+
+/* rcvbuf > 0: a small receive window from the start (set before connect: shrinking it on
+ * a live connection only makes the kernel drop segments). */
+static int tcp_connect_rcvbuf(int family, uint16_t port, int rcvbuf)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loopback(family, port, &ss);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd >= 0 && rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&ss, len) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int tcp_connect(int family, uint16_t port)
+{
+	return tcp_connect_rcvbuf(family, port, 0);
+}
+
+/* Read what the server sent on fd within ms (running the loop); 0 = EOF, -1 = none. */
+static ssize_t client_read(struct harness *h, int fd, char *buf, size_t cap, int ms)
+{
+	uint64_t end = ms_now() + (uint64_t)ms;
+
+	for (;;) {
+		ssize_t r = recv(fd, buf, cap, MSG_DONTWAIT);
+
+		if (r >= 0)
+			return r;
+		if (errno == ECONNRESET)
+			return 0;
+		if (ms_now() >= end)
+			return -1;
+		run_ms(h, 2);
+	}
+}
+
+/* Has the server closed fd? Runs the loop up to ms. */
+static bool closed_by_server(struct harness *h, int fd, int ms)
+{
+	char buf[256];
+	uint64_t end = ms_now() + (uint64_t)ms;
+
+	while (ms_now() < end) {
+		ssize_t r = client_read(h, fd, buf, sizeof(buf), (int)(end - ms_now()));
+
+		if (r == 0)
+			return true;
+		if (r < 0)
+			return false;
+	}
+	return false;
+}
+
+#define MSG1                                                                               \
+	"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP x;branch=z9hG4bK1\r\n"           \
+	"Content-Length: 4\r\n\r\nbody"
+#define MSG2 "OPTIONS sip:b@127.0.0.1 SIP/2.0\r\nl:0\r\n\r\n"
+
+static void test_udp_datagram_reaches_handler_with_flow_v4_v6(void)
+{
+	static const int fams[2] = { AF_INET, AF_INET6 };
+	struct harness h;
+	char buf[64];
+
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	for (int i = 0; i < 2 && h.net; i++) {
+		uint16_t cport = 0, sport = net_listen_port(h.net, i == 0 ? 0 : 2);
+		int fd = udp_client(fams[i], &cport);
+		int before = h.n_rx;
+		struct net_flow *f;
+
+		CHECK(fd >= 0 && sport != 0);
+		CHECK_INT(udp_send(fd, fams[i], sport, MSG2, sizeof(MSG2) - 1), 0);
+		CHECK(run_until_rx(&h, before + 1, 2000));
+		if (h.n_rx <= before) {
+			close(fd);
+			continue;
+		}
+		f = &h.rx[before].flow;
+		CHECK_MEM(h.rx[before].buf, h.rx[before].len, MSG2);
+		CHECK_INT(h.rx[before].buf[h.rx[before].len], '\0');
+		CHECK_INT(f->src.proto, SIP_PROTO_UDP);
+		CHECK_STR(f->src.ip, i == 0 ? "127.0.0.1" : "::1");
+		CHECK_INT(f->src.port, cport);
+		CHECK_INT(f->src.conn_id, 0);
+		CHECK_INT(f->local_port, sport);
+		CHECK(f->udp_fd >= 0);
+		/* The answer goes back to the source, from the socket it came in on. */
+		CHECK_INT(net_send(h.net, f, cport, "pong", 4), 0);
+		CHECK_INT(client_read(&h, fd, buf, sizeof(buf), 2000), 4);
+		close(fd);
+	}
+	harness_fini(&h);
+}
+
+static void test_udp_oversize_datagram_dropped_and_counted(void)
+{
+	struct harness h;
+	struct net_stats st;
+	char big[600];
+	uint16_t cport;
+	int fd = udp_client(AF_INET, &cport);
+
+	CHECK_INT(harness_init(&h, 512, 10, 60), 0);
+	memset(big, 'x', sizeof(big));
+	CHECK_INT(udp_send(fd, AF_INET, net_listen_port(h.net, 0), big, 513), 0);
+	CHECK_INT(udp_send(fd, AF_INET, net_listen_port(h.net, 0), big, 512), 0);
+	CHECK(run_until_rx(&h, 1, 2000));
+	run_ms(&h, 20);
+	CHECK_INT(h.n_rx, 1);
+	CHECK_INT(h.rx[0].len, 512);
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.rx_dropped, 1);
+	CHECK_INT(st.rx_msgs, 1);
+	close(fd);
+	harness_fini(&h);
+}
+
+static void test_udp_crlf_keepalive_is_not_a_message(void)
+{
+	struct harness h;
+	uint16_t cport;
+	int fd = udp_client(AF_INET, &cport);
+
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	CHECK_INT(udp_send(fd, AF_INET, net_listen_port(h.net, 0), "\r\n\r\n", 4), 0);
+	CHECK_INT(udp_send(fd, AF_INET, net_listen_port(h.net, 0), MSG2, sizeof(MSG2) - 1), 0);
+	CHECK(run_until_rx(&h, 1, 2000));
+	run_ms(&h, 20);
+	CHECK_INT(h.n_rx, 1);
+	close(fd);
+	harness_fini(&h);
+}
+
+static void test_udp_burst_beyond_one_batch_all_delivered(void)
+{
+	struct harness h;
+	uint16_t cport;
+	int fd = udp_client(AF_INET, &cport);
+	int sent = 0;
+
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	/* More than NET_UDP_BATCH * NET_UDP_ROUNDS in the queue before the loop runs;
+	 * MAX_RX caps what the handler keeps, the counter sees them all. */
+	for (int i = 0; i < 300; i++)
+		sent += udp_send(fd, AF_INET, net_listen_port(h.net, 0), MSG2,
+				 sizeof(MSG2) - 1) == 0;
+	CHECK_INT(sent, 300);
+	{
+		struct net_stats st = { 0 };
+		uint64_t end = ms_now() + 3000;
+
+		while (st.rx_msgs < 300 && ms_now() < end) {
+			run_ms(&h, 2);
+			net_stats_get(h.net, &st);
+		}
+		CHECK_INT(st.rx_msgs, 300);
+	}
+	close(fd);
+	harness_fini(&h);
+}
+
+static void test_tcp_two_messages_in_one_write(void)
+{
+	static const char two[] = MSG1 MSG2;
+	struct harness h;
+	int fd;
+
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	fd = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	CHECK(fd >= 0);
+	CHECK(write(fd, two, sizeof(two) - 1) == sizeof(two) - 1);
+	CHECK(run_until_rx(&h, 2, 2000));
+	if (h.n_rx == 2) {
+		CHECK_MEM(h.rx[0].buf, h.rx[0].len, MSG1);
+		CHECK_MEM(h.rx[1].buf, h.rx[1].len, MSG2);
+		CHECK_INT(h.rx[0].flow.src.proto, SIP_PROTO_TCP);
+		CHECK_STR(h.rx[0].flow.src.ip, "127.0.0.1");
+		CHECK(h.rx[0].flow.src.conn_id != 0);
+		CHECK_INT(h.rx[0].flow.src.conn_id, h.rx[1].flow.src.conn_id);
+		CHECK_INT(h.rx[0].flow.udp_fd, -1);
+		CHECK_INT(h.rx[0].flow.local_port, net_listen_port(h.net, 1));
+	}
+	close(fd);
+	harness_fini(&h);
+}
+
+static void test_tcp_message_in_small_pieces_with_pauses(void)
+{
+	static const char m[] = "\r\n" MSG1 MSG2;
+	struct harness h;
+	int fd;
+
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	fd = tcp_connect(AF_INET6, net_listen_port(h.net, 3));
+	CHECK(fd >= 0);
+	for (size_t off = 0; off < sizeof(m) - 1; off += 7) {
+		size_t n = sizeof(m) - 1 - off < 7 ? sizeof(m) - 1 - off : 7;
+
+		CHECK(write(fd, m + off, n) == (ssize_t)n);
+		run_ms(&h, 1);
+		/* Nothing is handed over before the whole message is in. */
+		if (off + n < sizeof(m) - 1 - (sizeof(MSG2) - 1))
+			CHECK_INT(h.n_rx, 0);
+	}
+	CHECK(run_until_rx(&h, 2, 2000));
+	if (h.n_rx == 2) {
+		CHECK_MEM(h.rx[0].buf, h.rx[0].len, MSG1);
+		CHECK_MEM(h.rx[1].buf, h.rx[1].len, MSG2);
+		CHECK_STR(h.rx[0].flow.src.ip, "::1");
+		/* An answer on the same connection. */
+		CHECK_INT(net_send(h.net, &h.rx[0].flow, 0, "SIP/2.0 200 OK\r\n\r\n", 18), 0);
+	}
+	{
+		char buf[64];
+
+		CHECK_INT(client_read(&h, fd, buf, sizeof(buf), 2000), 18);
+	}
+	close(fd);
+	harness_fini(&h);
+}
+
+static void test_tcp_keepalive_ping_gets_pong(void)
+{
+	struct harness h;
+	char buf[16];
+	int fd;
+
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	fd = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	CHECK(fd >= 0);
+	CHECK(write(fd, "\r\n\r\n", 4) == 4);
+	CHECK_INT(client_read(&h, fd, buf, sizeof(buf), 2000), 2);
+	CHECK_MEM(buf, 2, "\r\n");
+	/* A ping split over two writes is still one ping. */
+	CHECK(write(fd, "\r\n", 2) == 2);
+	run_ms(&h, 20);
+	CHECK(write(fd, "\r\n", 2) == 2);
+	CHECK_INT(client_read(&h, fd, buf, sizeof(buf), 2000), 2);
+	/* A lone CRLF (someone's pong) gets nothing back, and a message after it works. */
+	CHECK(write(fd, "\r\n", 2) == 2);
+	CHECK_INT(client_read(&h, fd, buf, sizeof(buf), 50), -1);
+	CHECK(write(fd, MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(run_until_rx(&h, 1, 2000));
+	CHECK_INT(client_read(&h, fd, buf, sizeof(buf), 50), -1);
+	CHECK_INT(h.n_rx, 1);
+	close(fd);
+	harness_fini(&h);
+}
+
+static void test_tcp_idle_timeout_closes_connection(void)
+{
+	struct harness h;
+	struct net_stats st;
+	int fd;
+	uint64_t start;
+
+	CHECK_INT(harness_init(&h, 65535, 10, 1), 0);
+	fd = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	CHECK(fd >= 0);
+	start = ms_now();
+	/* Traffic at 0.6 s restarts the clock: still open at 1.3 s. */
+	run_ms(&h, 600);
+	CHECK(write(fd, MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(run_until_rx(&h, 1, 500));
+	CHECK(!closed_by_server(&h, fd, (int)(1300 - (ms_now() - start))));
+	CHECK(closed_by_server(&h, fd, 1500));
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.tcp_conns, 0);
+	close(fd);
+	harness_fini(&h);
+}
+
+static void test_tcp_connection_cap_refuses_extra(void)
+{
+	struct harness h;
+	struct net_stats st;
+	int fds[3];
+
+	CHECK_INT(harness_init(&h, 65535, 2, 60), 0);
+	for (int i = 0; i < 3; i++) {
+		fds[i] = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+		CHECK(fds[i] >= 0);
+		run_ms(&h, 20);
+	}
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.tcp_conns, 2);
+	CHECK_INT(st.tcp_conns_refused, 1);
+	CHECK(closed_by_server(&h, fds[2], 1000));
+	CHECK(!closed_by_server(&h, fds[0], 50));
+	/* A freed slot is available again. */
+	close(fds[0]);
+	run_ms(&h, 20);
+	fds[0] = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	run_ms(&h, 20);
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.tcp_conns, 2);
+	CHECK_INT(st.tcp_conns_refused, 1);
+	for (int i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	harness_fini(&h);
+}
+
+static void test_tcp_oversize_message_closes_connection(void)
+{
+	struct harness h;
+	struct net_stats st;
+	char big[2048];
+	int fd;
+
+	CHECK_INT(harness_init(&h, 1024, 10, 60), 0);
+	fd = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "OPTIONS sip:a SIP/2.0\r\nX: ", 26);
+	CHECK(write(fd, big, sizeof(big)) == sizeof(big));
+	CHECK(closed_by_server(&h, fd, 2000));
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.rx_dropped, 1);
+	CHECK_INT(st.tcp_conns, 0);
+	CHECK_INT(h.n_rx, 0);
+	close(fd);
+
+	/* A Content-Length beyond the limit closes at once, without waiting for the body. */
+	fd = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	CHECK(write(fd, "OPTIONS sip:a SIP/2.0\r\nl: 5000\r\n\r\n", 34) == 34);
+	CHECK(closed_by_server(&h, fd, 2000));
+	close(fd);
+	CHECK_INT(h.n_rx, 0);
+	harness_fini(&h);
+}
+
+static void test_tcp_missing_content_length_closes_connection(void)
+{
+	static const char m[] = MSG2 "OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\n";
+	struct harness h;
+	int fd;
+
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	fd = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	CHECK(write(fd, m, sizeof(m) - 1) == sizeof(m) - 1);
+	CHECK(closed_by_server(&h, fd, 2000));
+	/* What came before the broken message was delivered. */
+	CHECK_INT(h.n_rx, 1);
+	close(fd);
+	harness_fini(&h);
+}
+
+static void test_tcp_send_after_close_is_enotconn(void)
+{
+	struct harness h;
+	struct net_stats st;
+	int fd;
+
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	fd = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	CHECK(write(fd, MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(run_until_rx(&h, 1, 2000));
+	close(fd);
+	for (int i = 0; i < 100; i++) {
+		run_ms(&h, 5);
+		net_stats_get(h.net, &st);
+		if (st.tcp_conns == 0)
+			break;
+	}
+	CHECK_INT(st.tcp_conns, 0);
+	if (h.n_rx == 1)
+		CHECK_INT(net_send(h.net, &h.rx[0].flow, 0, "x", 1), ENOTCONN);
+	harness_fini(&h);
+}
+
+static void test_tcp_large_response_is_buffered_and_flushed(void)
+{
+	struct harness h;
+	size_t total = 3 * 1024 * 1024, got = 0;
+	char *big = malloc(total), *in = malloc(total);
+	int small = 4096;
+	int fd, bad = 0;
+	uint64_t end;
+
+	CHECK(big && in);
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	fd = tcp_connect_rcvbuf(AF_INET, net_listen_port(h.net, 1), small);
+	CHECK(write(fd, MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(run_until_rx(&h, 1, 2000));
+	for (size_t i = 0; big && i < total; i++)
+		big[i] = (char)(i * 7 + i / 4099);
+	/* Far more than the socket takes at once: the rest waits in the output buffer. */
+	if (h.n_rx == 1 && big) {
+		CHECK_INT(net_send(h.net, &h.rx[0].flow, 0, big, total / 2), 0);
+		CHECK_INT(net_send(h.net, &h.rx[0].flow, 0, big + total / 2, total - total / 2),
+			  0);
+	}
+	end = ms_now() + 10000;
+	while (in && got < total && ms_now() < end) {
+		ssize_t r = recv(fd, in + got, total - got, MSG_DONTWAIT);
+
+		if (r > 0)
+			got += (size_t)r;
+		else if (r == 0)
+			break;
+		else
+			run_ms(&h, 1);
+	}
+	CHECK_INT(got, total);
+	if (got == total && big && in)
+		bad = memcmp(big, in, total) != 0;
+	CHECK_INT(bad, 0);
+	close(fd);
+	free(big);
+	free(in);
+	harness_fini(&h);
+}
+
+static void test_net_alloc_reports_bad_listener(void)
+{
+	struct harness h;
+	struct net *n = NULL;
+
+	memset(&h, 0, sizeof(h));
+	h.base = event_base_new();
+	h.listen[0] = (struct listen_spec){ .proto = SIP_PROTO_UDP, .addr = "127.0.0.1" };
+	/* TEST-NET-1 is not ours to bind. */
+	h.listen[1] = (struct listen_spec){ .proto = SIP_PROTO_TCP, .addr = "192.0.2.1" };
+	h.cfg.listen = h.listen;
+	h.cfg.n_listen = 2;
+	h.cfg.limits.max_message_size = 65535;
+	CHECK_INT(net_alloc(&n, h.base, &h.cfg, on_msg, &h), EADDRNOTAVAIL);
+	CHECK(n == NULL);
+	h.listen[1] = (struct listen_spec){ .proto = SIP_PROTO_TCP, .addr = "not-an-address" };
+	CHECK_INT(net_alloc(&n, h.base, &h.cfg, on_msg, &h), EINVAL);
+	CHECK(n == NULL);
+	event_base_free(h.base);
+}
+
+static void test_net_shared_port_with_reuseport(void)
+{
+	/* Two instances on one port, as one sipregd per core does. */
+	struct harness a, b;
+
+	CHECK_INT(harness_init(&a, 65535, 10, 60), 0);
+	memset(&b, 0, sizeof(b));
+	b.base = event_base_new();
+	b.listen[0] = (struct listen_spec){ .proto = SIP_PROTO_UDP, .addr = "127.0.0.1",
+					    .port = net_listen_port(a.net, 0) };
+	b.listen[1] = (struct listen_spec){ .proto = SIP_PROTO_TCP, .addr = "127.0.0.1",
+					    .port = net_listen_port(a.net, 1) };
+	b.cfg.listen = b.listen;
+	b.cfg.n_listen = 2;
+	b.cfg.limits.max_message_size = 65535;
+	CHECK_INT(net_alloc(&b.net, b.base, &b.cfg, on_msg, &b), 0);
+	CHECK_INT(net_listen_port(b.net, 0), net_listen_port(a.net, 0));
+	harness_fini(&b);
+	harness_fini(&a);
+}
+
+int main(void)
+{
+	RUN(test_udp_datagram_reaches_handler_with_flow_v4_v6);
+	RUN(test_udp_oversize_datagram_dropped_and_counted);
+	RUN(test_udp_crlf_keepalive_is_not_a_message);
+	RUN(test_udp_burst_beyond_one_batch_all_delivered);
+	RUN(test_tcp_two_messages_in_one_write);
+	RUN(test_tcp_message_in_small_pieces_with_pauses);
+	RUN(test_tcp_keepalive_ping_gets_pong);
+	RUN(test_tcp_idle_timeout_closes_connection);
+	RUN(test_tcp_connection_cap_refuses_extra);
+	RUN(test_tcp_oversize_message_closes_connection);
+	RUN(test_tcp_missing_content_length_closes_connection);
+	RUN(test_tcp_send_after_close_is_enotconn);
+	RUN(test_tcp_large_response_is_buffered_and_flushed);
+	RUN(test_net_alloc_reports_bad_listener);
+	RUN(test_net_shared_port_with_reuseport);
+	CHECK_DONE();
+}
