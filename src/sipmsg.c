@@ -852,6 +852,15 @@ static int contacts_push(struct sipmsg *m, size_t *cap, const struct sip_str *ur
 	return 0;
 }
 
+/* A Contact expires parameter is delta-seconds (huge values are clamped later). */
+static bool contact_expires_ok(const struct sip_str *params)
+{
+	struct sip_str v;
+	uint64_t n;
+
+	return !sipmsg_param(params, "expires", &v) || parse_uint(&v, UINT32_MAX, true, &n);
+}
+
 /* The one pass over the raw headers. */
 static int scan_headers(struct sipmsg *m, struct scan *sc)
 {
@@ -876,7 +885,7 @@ static int scan_headers(struct sipmsg *m, struct scan *sc)
 				m->contact_star = true;
 				continue;
 			}
-			if (!nameaddr_split(&e, &uri, &params)) {
+			if (!nameaddr_split(&e, &uri, &params) || !contact_expires_ok(&params)) {
 				sc->bad_contact = true;
 				continue;
 			}
@@ -1038,7 +1047,11 @@ static bool fill_via(struct sipmsg *m)
 	m->via_rport = osip_via_param_get_byname(via, "rport", &prm) == 0 && prm;
 	if (memchr(via->host, ':', hlen))
 		return ipv6_parse(via->host, hlen, &a6);
-	return sipmsg_host_valid(via->host, hlen);
+	/* liberal here: answers go to the source address, and real stacks put '_' in names */
+	for (size_t i = 0; i < hlen; i++)
+		if (!is_alnum(via->host[i]) && !strchr("-._", via->host[i]))
+			return false;
+	return hlen > 0;
 }
 
 static bool fill_tag(const struct sip_str *value, struct sip_str *uri, struct sip_str *tag)
@@ -1176,11 +1189,15 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 	pthread_once(&parser_once, parser_setup);
 
 	/* one allocation for the struct and the owned copy of the bytes */
-	m = calloc(1, sizeof(*m) + len + 1);
+	if (len > SIZE_MAX - sizeof(*m) - 1)
+		return EBADMSG;
+	m = malloc(sizeof(*m) + len + 1);
 	if (!m)
 		return ENOMEM;
+	memset(m, 0, sizeof(*m));
 	m->raw = (char *)(m + 1);
 	memcpy(m->raw, buf, len);
+	m->raw[len] = '\0'; /* not relied upon: a guard for libosip2 only */
 	m->raw_len = len;
 	m->expires_hdr = -1;
 	m->is_response = len >= 4 && memcmp(buf, "SIP/", 4) == 0;

@@ -159,7 +159,8 @@ static void resp_top_via(struct sipresp *r, const struct sipmsg *req, const stru
 		sipresp_append(r, "\r\n", 2);
 		return;
 	}
-	if (req->via_rport && sipmsg_param(v, "rport", &rport) && rport.len == 0) {
+	if (req->via_rport && sipmsg_param(v, "rport", &rport) && rport.len == 0 &&
+	    rport.p - v->p >= 5 && strncasecmp(rport.p - 5, "rport", 5) == 0) {
 		head = (size_t)(rport.p - v->p);
 		resp_unfolded(r, v->p, head);
 		resp_fmt(r, "=%u", (unsigned)src->port);

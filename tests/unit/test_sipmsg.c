@@ -369,6 +369,24 @@ static void test_via_ipv6_rport_and_received_brackets(void)
 	sipmsg_free(&m);
 }
 
+static void test_via_host_checked_liberally(void)
+{
+	struct sipmsg *m = NULL;
+	int st = 0;
+
+	CHECK_INT(parse(REG_LINE "Via: SIP/2.0/UDP pc_33.example.com;branch=z9hG4bKu" CRLF
+			TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
+			&m, NULL),
+		  0);
+	sipmsg_free(&m);
+	CHECK_INT(parse(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1:70000;branch=z9hG4bKu" CRLF TO_LINE
+			FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
+			&m, &st),
+		  EBADMSG);
+	CHECK_INT(st, 400);
+	sipmsg_free(&m);
+}
+
 static void test_escnull_aor_keeps_percent00(void)
 {
 	static const char msg[] = "REGISTER sip:example.com SIP/2.0" CRLF
@@ -490,6 +508,23 @@ static void test_contact_uri_headers_kept_in_brackets(void)
 			&m, &st),
 		  EBADMSG);
 	CHECK_INT(st, 400);
+	sipmsg_free(&m);
+}
+
+static void test_contact_expires_param_not_digits_gets_400(void)
+{
+	struct sipmsg *m = NULL;
+	int st = 0;
+
+	CHECK_INT(parse(REG_HEAD "Contact: <sip:a@b.example.com>;expires=soon" CRLF END_LINES, &m,
+			&st),
+		  EBADMSG);
+	CHECK_INT(st, 400);
+	sipmsg_free(&m);
+	CHECK_INT(parse(REG_HEAD "Contact: <sip:a@b.example.com>;expires=280297596632815" CRLF
+			END_LINES,
+			&m, NULL),
+		  0);
 	sipmsg_free(&m);
 }
 
@@ -956,6 +991,21 @@ static void test_resp_rport_filled_and_received_added(void)
 	sipmsg_free(&m);
 }
 
+static void test_resp_rport_with_value_left_alone(void)
+{
+	struct sipmsg *m = must_parse(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;rport=1234;branch=z9hG4bKs"
+					       CRLF TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE
+						       END_LINES);
+	struct sipresp r = { 0 };
+
+	if (!m)
+		return;
+	CHECK_INT(sipresp_start(&r, m, 200, "OK", &src4), 0);
+	CHECK(has(&r, "Via: SIP/2.0/UDP 192.0.2.1;rport=1234;branch=z9hG4bKs;received=198.51.100.7"));
+	sipresp_clear(&r);
+	sipmsg_free(&m);
+}
+
 static void test_resp_to_tag_added_and_stable(void)
 {
 	struct sipmsg *m = must_parse(REG_HEAD END_LINES);
@@ -1316,10 +1366,12 @@ int main(int argc, char **argv)
 	RUN(test_register_to_uri_not_sip_gets_400);
 	RUN(test_bare_magic_cookie_branch_not_rfc3261);
 	RUN(test_via_ipv6_rport_and_received_brackets);
+	RUN(test_via_host_checked_liberally);
 	RUN(test_escnull_aor_keeps_percent00);
 	RUN(test_contacts_raw_with_display_names_and_commas);
 	RUN(test_contact_bare_uri_params_belong_to_header);
 	RUN(test_contact_uri_headers_kept_in_brackets);
+	RUN(test_contact_expires_param_not_digits_gets_400);
 	RUN(test_contact_star);
 	RUN(test_compact_headers);
 	RUN(test_folded_headers);
@@ -1342,6 +1394,7 @@ int main(int argc, char **argv)
 	RUN(test_resp_received_added_when_host_differs);
 	RUN(test_resp_no_received_when_host_is_source);
 	RUN(test_resp_rport_filled_and_received_added);
+	RUN(test_resp_rport_with_value_left_alone);
 	RUN(test_resp_to_tag_added_and_stable);
 	RUN(test_resp_to_tag_kept);
 	RUN(test_resp_headers_and_finish);
