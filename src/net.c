@@ -60,7 +60,7 @@ int net_socket_bind(const struct listen_spec *spec, int type, int *fdp, uint16_t
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		goto fail;
 	*portp = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						 : ((struct sockaddr_in *)&ss)->sin_port);
+						: ((struct sockaddr_in *)&ss)->sin_port);
 	*fdp = fd;
 	return 0;
 fail:
@@ -116,7 +116,7 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 	/* Every connection shares one timeout length: a common timeout keeps them in a
 	 * queue (O(1) re-arm on each read) instead of the timer heap. 0 = no timeout. */
 	if (n->idle_timeout) {
-		idle = (struct timeval){ .tv_sec = n->idle_timeout };
+		idle = (struct timeval){.tv_sec = n->idle_timeout};
 		n->idle_tv = event_base_init_common_timeout(base, &idle);
 		if (!n->idle_tv)
 			goto fail;
@@ -145,9 +145,10 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 			break;
 		}
 		if (err) {
-			log_err("cannot listen on %s://%s%s%s:%u: %s", sip_proto_name(spec->proto),
-				strchr(spec->addr, ':') ? "[" : "", spec->addr,
-				strchr(spec->addr, ':') ? "]" : "", spec->port, strerror(err));
+			log_err("cannot listen on %s://%s%s%s:%u: %s",
+				sip_proto_name(spec->proto), strchr(spec->addr, ':') ? "[" : "",
+				spec->addr, strchr(spec->addr, ':') ? "]" : "", spec->port,
+				strerror(err));
 			goto fail;
 		}
 	}

@@ -11,7 +11,7 @@
 
 /* Datagrams read per recvmmsg call, and calls per wakeup: 4 x 32 datagrams, then back to
  * the loop so TCP and timers get their turn (level triggering brings us back). */
-#define NET_UDP_BATCH 32
+#define NET_UDP_BATCH  32
 #define NET_UDP_ROUNDS 4
 
 struct net_udp {
@@ -26,7 +26,7 @@ struct net_tcp_listener {
 	int fd;
 	uint16_t port;
 	struct event *ev;
-	struct event *retry;  /* re-enables ev after EMFILE/ENFILE */
+	struct event *retry; /* re-enables ev after EMFILE/ENFILE */
 };
 
 struct net {
@@ -46,7 +46,7 @@ struct net {
 	/* TCP connections by conn_id. */
 	struct hmap conns;
 	uint64_t next_conn_id;
-	const struct timeval *idle_tv;  /* libevent common timeout for idle connections */
+	const struct timeval *idle_tv; /* libevent common timeout for idle connections */
 	struct net_stats stats;
 };
 

@@ -25,7 +25,7 @@
 /* Connections accepted per wakeup, so an accept storm does not starve the rest. */
 #define NET_TCP_ACCEPT_BATCH 64
 /* Output a peer may leave unread before we give up on it. */
-#define NET_TCP_MAX_OUT (4u * 1024 * 1024)
+#define NET_TCP_MAX_OUT	     (4u * 1024 * 1024)
 #define NET_TCP_WRITE_ROUNDS 8
 
 struct net_conn {
@@ -43,7 +43,7 @@ struct net_conn {
 	 * hold no header end, or the message's full length once its headers are in. */
 	size_t scanned;
 	size_t need;
-	unsigned crlf_run;  /* CRLFs seen since the last message: two make a ping */
+	unsigned crlf_run; /* CRLFs seen since the last message: two make a ping */
 	bool busy;
 	bool closing;
 	struct net_flow flow;
@@ -79,10 +79,11 @@ static int frame_content_length(const char *p, size_t hlen, size_t max, size_t *
 		size_t value = 0, digits = 0;
 
 		/* End of this header: a CRLF not followed by SP/HT. */
-		while (h < end && !(h[0] == '\r' && h[1] == '\n' && h[2] != ' ' && h[2] != '\t'))
+		while (h < end &&
+		       !(h[0] == '\r' && h[1] == '\n' && h[2] != ' ' && h[2] != '\t'))
 			h++;
-		for (colon = line; colon < h && *colon != ':' && *colon != ' ' && *colon != '\t';
-		     colon++)
+		for (colon = line;
+		     colon < h && *colon != ':' && *colon != ' ' && *colon != '\t'; colon++)
 			;
 		v = colon;
 		while (v < h && (*v == ' ' || *v == '\t'))
@@ -205,7 +206,7 @@ static int conn_flush(struct net_conn *c)
 	for (int round = 0; round < NET_TCP_WRITE_ROUNDS; round++) {
 		struct evbuffer_iovec vec[16];
 		struct iovec iov[16];
-		struct msghdr msg = { .msg_iov = iov };
+		struct msghdr msg = {.msg_iov = iov};
 		int nvec;
 		ssize_t r;
 
@@ -217,8 +218,8 @@ static int conn_flush(struct net_conn *c)
 		if (nvec > 16)
 			nvec = 16;
 		for (int i = 0; i < nvec; i++)
-			iov[i] = (struct iovec){ .iov_base = vec[i].iov_base,
-						 .iov_len = vec[i].iov_len };
+			iov[i] = (struct iovec){.iov_base = vec[i].iov_base,
+						.iov_len = vec[i].iov_len};
 		msg.msg_iovlen = (size_t)nvec;
 		r = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (r < 0) {
@@ -259,8 +260,8 @@ static int conn_output(struct net_conn *c, const char *buf, size_t len)
 			return 0;
 	}
 	if (evbuffer_get_length(c->out) + (len - done) > NET_TCP_MAX_OUT) {
-		log_debug("tcp %s:%u: peer does not read its responses; closing", c->flow.src.ip,
-			  c->flow.src.port);
+		log_debug("tcp %s:%u: peer does not read its responses; closing",
+			  c->flow.src.ip, c->flow.src.port);
 		err = ENOBUFS;
 		goto fail;
 	}
@@ -330,7 +331,8 @@ static void conn_process(struct net_conn *c)
 		if (err) {
 			log_debug("tcp %s:%u: %s; closing the stream", c->flow.src.ip,
 				  c->flow.src.port,
-				  err == EMSGSIZE ? "message too large" : "no valid Content-Length");
+				  err == EMSGSIZE ? "message too large"
+						  : "no valid Content-Length");
 			n->stats.rx_dropped++;
 			conn_close(c);
 			break;
@@ -476,7 +478,8 @@ static void tcp_accept(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < NET_TCP_ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int cfd = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int cfd =
+		    accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (cfd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -485,7 +488,7 @@ static void tcp_accept(evutil_socket_t fd, short what, void *arg)
 			    errno == ENOMEM) {
 				/* The pending connection stays readable: pause the
 				 * listener instead of spinning on it. */
-				struct timeval tv = { .tv_sec = 1 };
+				struct timeval tv = {.tv_sec = 1};
 
 				log_warn("tcp accept on port %u: %s; pausing 1 s", l->port,
 					 strerror(errno));

@@ -59,7 +59,8 @@ static void udp_read(evutil_socket_t fd, short what, void *arg)
 		r = recvmmsg(fd, msgs, NET_UDP_BATCH, MSG_DONTWAIT, NULL);
 		if (r < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_debug("udp recvmmsg on port %u: %s", u->port, strerror(errno));
+				log_debug("udp recvmmsg on port %u: %s", u->port,
+					  strerror(errno));
 			return;
 		}
 		for (int i = 0; i < r; i++) {

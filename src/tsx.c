@@ -30,7 +30,7 @@
 struct tsx {
 	struct hmap_node node;
 	struct tsx_table *tab;
-	struct tsx *next;  /* completed FIFO */
+	struct tsx *next; /* completed FIFO */
 	uint64_t expire_ms;
 	tsx_abort_h *aborth;
 	void *owner;
@@ -38,8 +38,8 @@ struct tsx {
 	uint16_t reply_port;
 	bool completed;
 	uint32_t key_len;
-	size_t resp_len;   /* 0 = no stored response */
-	char data[];       /* key, then the final response */
+	size_t resp_len; /* 0 = no stored response */
+	char data[];	 /* key, then the final response */
 };
 
 struct tsx_table {
@@ -128,14 +128,14 @@ static struct sip_str request_uri(const struct sipmsg *m)
 		p++;
 	for (u = p; p < end && *p != ' ' && *p != '\r' && *p != '\n'; p++)
 		;
-	return (struct sip_str){ .p = u, .len = (size_t)(p - u) };
+	return (struct sip_str){.p = u, .len = (size_t)(p - u)};
 }
 
 /* Build the match key of req into tab->kbuf[0..klen): §17.2.3 when the branch carries
  * the magic cookie, else the RFC 2543 fallback. */
 static int key_build(struct tsx_table *tab, const struct sipmsg *m)
 {
-	uint8_t port[2] = { (uint8_t)(m->via_port >> 8), (uint8_t)m->via_port };
+	uint8_t port[2] = {(uint8_t)(m->via_port >> 8), (uint8_t)m->via_port};
 	int err = 0;
 
 	tab->klen = 0;
@@ -150,8 +150,8 @@ static int key_build(struct tsx_table *tab, const struct sipmsg *m)
 		err |= key_add_str(tab, &m->method_name);
 	} else {
 		struct sip_str uri = request_uri(m), via = SIP_STR_NULL;
-		uint8_t cseq[4] = { (uint8_t)(m->cseq >> 24), (uint8_t)(m->cseq >> 16),
-				    (uint8_t)(m->cseq >> 8), (uint8_t)m->cseq };
+		uint8_t cseq[4] = {(uint8_t)(m->cseq >> 24), (uint8_t)(m->cseq >> 16),
+				   (uint8_t)(m->cseq >> 8), (uint8_t)m->cseq};
 
 		/* Request-URI, To tag, From tag, Call-ID, CSeq, top Via. */
 		sipmsg_header_values(m, "Via", "v", true, &via, 1);
@@ -208,8 +208,8 @@ static void tsx_timer_j(evutil_socket_t fd, short what, void *arg)
 	tsx_timer_arm(tab, now);
 }
 
-int tsx_table_alloc(struct tsx_table **tp, struct event_base *base, struct net *net,
-		    size_t max, uint32_t timer_j_ms)
+int tsx_table_alloc(struct tsx_table **tp, struct event_base *base, struct net *net, size_t max,
+		    uint32_t timer_j_ms)
 {
 	struct tsx_table *tab;
 

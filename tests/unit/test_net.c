@@ -43,7 +43,7 @@ static void run_ms(struct harness *h, int ms)
 	uint64_t end = ms_now() + (uint64_t)ms;
 
 	while (ms_now() < end) {
-		struct timeval tv = { .tv_usec = 2000 };
+		struct timeval tv = {.tv_usec = 2000};
 
 		event_base_loopexit(h->base, &tv);
 		event_base_loop(h->base, EVLOOP_ONCE);
@@ -82,10 +82,10 @@ static void on_msg(const char *buf, size_t len, const struct net_flow *flow, voi
 static int harness_init(struct harness *h, uint32_t max_msg, uint32_t max_conns, uint32_t idle)
 {
 	static const struct listen_spec specs[4] = {
-		{ .proto = SIP_PROTO_UDP, .addr = "127.0.0.1" },
-		{ .proto = SIP_PROTO_TCP, .addr = "127.0.0.1" },
-		{ .proto = SIP_PROTO_UDP, .addr = "::1" },
-		{ .proto = SIP_PROTO_TCP, .addr = "::1" },
+	    {.proto = SIP_PROTO_UDP, .addr = "127.0.0.1"},
+	    {.proto = SIP_PROTO_TCP, .addr = "127.0.0.1"},
+	    {.proto = SIP_PROTO_UDP, .addr = "::1"},
+	    {.proto = SIP_PROTO_TCP, .addr = "::1"},
 	};
 
 	memset(h, 0, sizeof(*h));
@@ -95,9 +95,9 @@ static int harness_init(struct harness *h, uint32_t max_msg, uint32_t max_conns,
 	memcpy(h->listen, specs, sizeof(specs));
 	h->cfg.listen = h->listen;
 	h->cfg.n_listen = 4;
-	h->cfg.limits = (struct limits_conf){ .max_message_size = max_msg,
-					      .max_tcp_connections = max_conns,
-					      .tcp_idle_timeout = idle };
+	h->cfg.limits = (struct limits_conf){.max_message_size = max_msg,
+					     .max_tcp_connections = max_conns,
+					     .tcp_idle_timeout = idle};
 	return net_alloc(&h->net, h->base, &h->cfg, on_msg, h);
 }
 
@@ -212,14 +212,14 @@ static bool closed_by_server(struct harness *h, int fd, int ms)
 	return false;
 }
 
-#define MSG1                                                                               \
-	"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP x;branch=z9hG4bK1\r\n"           \
+#define MSG1                                                                                   \
+	"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP x;branch=z9hG4bK1\r\n"            \
 	"Content-Length: 4\r\n\r\nbody"
 #define MSG2 "OPTIONS sip:b@127.0.0.1 SIP/2.0\r\nl:0\r\n\r\n"
 
 static void test_udp_datagram_reaches_handler_with_flow_v4_v6(void)
 {
-	static const int fams[2] = { AF_INET, AF_INET6 };
+	static const int fams[2] = {AF_INET, AF_INET6};
 	struct harness h;
 	char buf[64];
 
@@ -308,7 +308,7 @@ static void test_udp_burst_beyond_one_batch_all_delivered(void)
 				 sizeof(MSG2) - 1) == 0;
 	CHECK_INT(sent, 300);
 	{
-		struct net_stats st = { 0 };
+		struct net_stats st = {0};
 		uint64_t end = ms_now() + 3000;
 
 		while (st.rx_msgs < 300 && ms_now() < end) {
@@ -580,15 +580,15 @@ static void test_net_alloc_reports_bad_listener(void)
 
 	memset(&h, 0, sizeof(h));
 	h.base = event_base_new();
-	h.listen[0] = (struct listen_spec){ .proto = SIP_PROTO_UDP, .addr = "127.0.0.1" };
+	h.listen[0] = (struct listen_spec){.proto = SIP_PROTO_UDP, .addr = "127.0.0.1"};
 	/* TEST-NET-1 is not ours to bind. */
-	h.listen[1] = (struct listen_spec){ .proto = SIP_PROTO_TCP, .addr = "192.0.2.1" };
+	h.listen[1] = (struct listen_spec){.proto = SIP_PROTO_TCP, .addr = "192.0.2.1"};
 	h.cfg.listen = h.listen;
 	h.cfg.n_listen = 2;
 	h.cfg.limits.max_message_size = 65535;
 	CHECK_INT(net_alloc(&n, h.base, &h.cfg, on_msg, &h), EADDRNOTAVAIL);
 	CHECK(n == NULL);
-	h.listen[1] = (struct listen_spec){ .proto = SIP_PROTO_TCP, .addr = "not-an-address" };
+	h.listen[1] = (struct listen_spec){.proto = SIP_PROTO_TCP, .addr = "not-an-address"};
 	CHECK_INT(net_alloc(&n, h.base, &h.cfg, on_msg, &h), EINVAL);
 	CHECK(n == NULL);
 	event_base_free(h.base);
@@ -602,10 +602,10 @@ static void test_net_shared_port_with_reuseport(void)
 	CHECK_INT(harness_init(&a, 65535, 10, 60), 0);
 	memset(&b, 0, sizeof(b));
 	b.base = event_base_new();
-	b.listen[0] = (struct listen_spec){ .proto = SIP_PROTO_UDP, .addr = "127.0.0.1",
-					    .port = net_listen_port(a.net, 0) };
-	b.listen[1] = (struct listen_spec){ .proto = SIP_PROTO_TCP, .addr = "127.0.0.1",
-					    .port = net_listen_port(a.net, 1) };
+	b.listen[0] = (struct listen_spec){
+	    .proto = SIP_PROTO_UDP, .addr = "127.0.0.1", .port = net_listen_port(a.net, 0)};
+	b.listen[1] = (struct listen_spec){
+	    .proto = SIP_PROTO_TCP, .addr = "127.0.0.1", .port = net_listen_port(a.net, 1)};
 	b.cfg.listen = b.listen;
 	b.cfg.n_listen = 2;
 	b.cfg.limits.max_message_size = 65535;

@@ -6,10 +6,10 @@
 
 #define MAX 4096
 
-#define REQ_HEAD                                                                           \
-	"REGISTER sip:example.com SIP/2.0\r\n"                                              \
-	"Via: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bK-1\r\n"                              \
-	"Call-ID: a@b\r\n"                                                                  \
+#define REQ_HEAD                                                                               \
+	"REGISTER sip:example.com SIP/2.0\r\n"                                                 \
+	"Via: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bK-1\r\n"                                 \
+	"Call-ID: a@b\r\n"                                                                     \
 	"CSeq: 1 REGISTER\r\n"
 
 static const char msg_a[] = REQ_HEAD "Content-Length: 0\r\n\r\n";
@@ -134,9 +134,9 @@ static void test_frame_content_length_forms(void)
 	CHECK_INT(FRAME(REQ_HEAD "Subject: x\r\n l: 9\r\nl: 1\r\n\r\nz"),
 		  sizeof(REQ_HEAD "Subject: x\r\n l: 9\r\nl: 1\r\n\r\nz") - 1);
 	/* Names that merely contain it do not count. */
-	CHECK_INT(FRAME(REQ_HEAD "X-Content-Length: 7\r\nContent-Lengthy: 7\r\nl: 1\r\n\r\nz"),
-		  sizeof(REQ_HEAD "X-Content-Length: 7\r\nContent-Lengthy: 7\r\nl: 1\r\n\r\nz") -
-			  1);
+	CHECK_INT(
+	    FRAME(REQ_HEAD "X-Content-Length: 7\r\nContent-Lengthy: 7\r\nl: 1\r\n\r\nz"),
+	    sizeof(REQ_HEAD "X-Content-Length: 7\r\nContent-Lengthy: 7\r\nl: 1\r\n\r\nz") - 1);
 	/* A body holding CRLFCRLF does not end the message early. */
 	CHECK_INT(FRAME(REQ_HEAD "l: 6\r\n\r\n\r\n\r\nab"),
 		  sizeof(REQ_HEAD "l: 6\r\n\r\n\r\n\r\nab") - 1);

@@ -20,7 +20,7 @@ struct harness {
 	struct net *net;
 	struct tsx_table *tab;
 	uint16_t udp_port, tcp_port;
-	int cli;           /* client UDP socket on 127.0.0.1 */
+	int cli; /* client UDP socket on 127.0.0.1 */
 	uint16_t cli_port;
 	/* Set by the receive handler. */
 	int rx_count;
@@ -44,7 +44,7 @@ static bool run_until(struct harness *h, const int *flag, int want, int ms)
 	uint64_t end = ms_now() + (uint64_t)ms;
 
 	while (!flag || *flag < want) {
-		struct timeval tv = { .tv_usec = 5000 };
+		struct timeval tv = {.tv_usec = 5000};
 
 		if (ms_now() >= end)
 			return false;
@@ -78,7 +78,8 @@ static void on_msg(const char *buf, size_t len, const struct net_flow *flow, voi
 		goto out;
 	h->created++;
 	/* A serial number in every generated response: a replay must not be a new one. */
-	n = snprintf(resp, sizeof(resp), "SIP/2.0 200 OK\r\nX-Serial: %d\r\nContent-Length: 0\r\n\r\n",
+	n = snprintf(resp, sizeof(resp),
+		     "SIP/2.0 200 OK\r\nX-Serial: %d\r\nContent-Length: 0\r\n\r\n",
 		     ++h->serial);
 	tsx_reply(t, 200, resp, (size_t)n);
 out:
@@ -87,7 +88,7 @@ out:
 
 static int udp_client(uint16_t *portp)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr_in sin = {.sin_family = AF_INET};
 	socklen_t len = sizeof(sin);
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
@@ -109,14 +110,14 @@ static int harness_init(struct harness *h, size_t max, uint32_t timer_j_ms)
 	h->base = event_base_new();
 	if (!h->base)
 		return ENOMEM;
-	h->listen[0] = (struct listen_spec){ .proto = SIP_PROTO_UDP, .addr = "127.0.0.1" };
-	h->listen[1] = (struct listen_spec){ .proto = SIP_PROTO_TCP, .addr = "127.0.0.1" };
+	h->listen[0] = (struct listen_spec){.proto = SIP_PROTO_UDP, .addr = "127.0.0.1"};
+	h->listen[1] = (struct listen_spec){.proto = SIP_PROTO_TCP, .addr = "127.0.0.1"};
 	h->cfg.listen = h->listen;
 	h->cfg.n_listen = 2;
-	h->cfg.limits = (struct limits_conf){ .max_message_size = 65535,
-					      .max_tcp_connections = 100,
-					      .tcp_idle_timeout = 600,
-					      .max_transactions = (uint32_t)max };
+	h->cfg.limits = (struct limits_conf){.max_message_size = 65535,
+					     .max_tcp_connections = 100,
+					     .tcp_idle_timeout = 600,
+					     .max_transactions = (uint32_t)max};
 	if (net_alloc(&h->net, h->base, &h->cfg, on_msg, h) != 0)
 		return EIO;
 	h->udp_port = net_listen_port(h->net, 0);
@@ -139,12 +140,12 @@ static void harness_fini(struct harness *h)
 
 static int send_to_server(struct harness *h, int fd, const char *buf, size_t len)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(h->udp_port) };
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(h->udp_port)};
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	return sendto(fd, buf, len, 0, (struct sockaddr *)&sin, sizeof(sin)) == (ssize_t)len
-		       ? 0
-		       : errno;
+		   ? 0
+		   : errno;
 }
 
 /* Receive one datagram on fd, running the loop meanwhile; -1 after ms. */
@@ -262,11 +263,11 @@ static void test_tsx_key_fields_with_nul_bytes_compare_fully(void)
 
 	CHECK_INT(harness_init(&h, 100, 0), 0);
 	msg_fill(&a, "REGISTER", "z9hG4bK-x", "h", 1);
-	a.branch = (struct sip_str){ .p = "z9hG4bK-x\0", .len = 10 };
-	a.via_host = (struct sip_str){ .p = "h", .len = 1 };
+	a.branch = (struct sip_str){.p = "z9hG4bK-x\0", .len = 10};
+	a.via_host = (struct sip_str){.p = "h", .len = 1};
 	b = a;
-	b.branch = (struct sip_str){ .p = "z9hG4bK-x", .len = 9 };
-	b.via_host = (struct sip_str){ .p = "\0h", .len = 2 };
+	b.branch = (struct sip_str){.p = "z9hG4bK-x", .len = 9};
+	b.via_host = (struct sip_str){.p = "\0h", .len = 2};
 	CHECK_INT(tsx_create(h.tab, &a, &f, &t), 0);
 	CHECK(tsx_lookup(h.tab, &a) == t);
 	CHECK(tsx_lookup(h.tab, &b) == NULL);
@@ -282,7 +283,8 @@ static void test_tsx_retransmission_gets_identical_response(void)
 
 	CHECK_INT(harness_init(&h, 100, 0), 0);
 	h.serve = true;
-	len = make_register(req, sizeof(req), "z9hG4bK-retrans-1", ";rport", h.cli_port, "t1", 1);
+	len =
+	    make_register(req, sizeof(req), "z9hG4bK-retrans-1", ";rport", h.cli_port, "t1", 1);
 	CHECK_INT(send_to_server(&h, h.cli, req, len), 0);
 	n1 = client_recv(&h, h.cli, r1, sizeof(r1), 2000);
 	CHECK(n1 > 0);
@@ -296,7 +298,8 @@ static void test_tsx_retransmission_gets_identical_response(void)
 	CHECK_INT(h.replayed, 1);
 	CHECK_INT(tsx_count(h.tab), 1);
 	/* A new branch is a new transaction with a new response. */
-	len = make_register(req, sizeof(req), "z9hG4bK-retrans-2", ";rport", h.cli_port, "t1", 2);
+	len =
+	    make_register(req, sizeof(req), "z9hG4bK-retrans-2", ";rport", h.cli_port, "t1", 2);
 	CHECK_INT(send_to_server(&h, h.cli, req, len), 0);
 	n2 = client_recv(&h, h.cli, r2, sizeof(r2), 2000);
 	CHECK(n2 > 0 && !(n2 == n1 && memcmp(r1, r2, (size_t)n1) == 0));
@@ -437,7 +440,7 @@ static void test_tsx_timer_j_expires_completed_only(void)
 
 static int tcp_connect(uint16_t port)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
