@@ -27,7 +27,7 @@
 #define REGISTRAR_MAX_VALUES 4096
 
 static const char reason_bad_contact_star[] =
-	"Invalid Contact: * needs Expires: 0 and no other Contact";
+    "Invalid Contact: * needs Expires: 0 and no other Contact";
 
 static void decision_refuse(struct reg_decision *d, int status, const char *reason)
 {
@@ -181,7 +181,7 @@ static int registrar_check_path(const struct sipmsg *m, struct reg_decision *d)
 		memcpy(p, v[i].p, v[i].len);
 		p += v[i].len;
 	}
-	d->req.path = (struct sip_str){ .p = d->path, .len = (size_t)(p - d->path) };
+	d->req.path = (struct sip_str){.p = d->path, .len = (size_t)(p - d->path)};
 out:
 	free(v);
 	return err;
@@ -245,7 +245,7 @@ static bool registrar_parse_instance(const struct sip_str *s, struct sip_str *ou
 			return false;
 		}
 	}
-	*out = (struct sip_str){ .p = s->p + 1, .len = s->len - 2 };
+	*out = (struct sip_str){.p = s->p + 1, .len = s->len - 2};
 	return true;
 }
 
@@ -280,7 +280,8 @@ static void registrar_contact(const struct registrar_conf *cfg, const struct sip
 	size_t keylen;
 
 	if (!registrar_contact_scheme_ok(&c->uri)) {
-		decision_refuse(d, 400, "Invalid Contact: only sip and sips URIs can be registered");
+		decision_refuse(d, 400,
+				"Invalid Contact: only sip and sips URIs can be registered");
 		return;
 	}
 	if (sipmsg_uri_key(&c->uri, keybuf, keycap, &keylen) != 0) {
@@ -288,7 +289,7 @@ static void registrar_contact(const struct registrar_conf *cfg, const struct sip
 		return;
 	}
 	ch->contact = c->uri;
-	ch->key = (struct sip_str){ .p = keybuf, .len = keylen };
+	ch->key = (struct sip_str){.p = keybuf, .len = keylen};
 
 	/* Step 7: the expires parameter, else the Expires header, else our default. */
 	if (sipmsg_param(&c->params, "expires", &val)) {
@@ -376,7 +377,7 @@ static size_t registrar_dedupe(struct reg_change *ch, size_t n, int *errp)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
-		refs[i] = (struct key_ref){ .key = &ch[i].key, .index = i };
+		refs[i] = (struct key_ref){.key = &ch[i].key, .index = i};
 	qsort(refs, n, sizeof(*refs), key_ref_cmp);
 	for (size_t i = 0; i + 1 < n; i++) {
 		if (sip_str_eq(refs[i].key, refs[i + 1].key))
@@ -461,7 +462,8 @@ int registrar_check(const struct registrar_conf *cfg, const struct sipmsg *req, 
 	memset(d, 0, sizeof(*d));
 
 	/* Step 1: is the Request-URI one of our domains? (We are no proxy to forward to.) */
-	if (!ruri || !ruri->host || !registrar_domain_served(cfg, ruri->host, strlen(ruri->host))) {
+	if (!ruri || !ruri->host ||
+	    !registrar_domain_served(cfg, ruri->host, strlen(ruri->host))) {
 		decision_refuse(d, registrar_domain_status(cfg), registrar_domain_reason(cfg));
 		return 0;
 	}
@@ -476,7 +478,8 @@ int registrar_check(const struct registrar_conf *cfg, const struct sipmsg *req, 
 
 	/* Step 5: the address-of-record, canonical, from the raw To URI (libosip2 has
 	 * unescaped it, %00 included). Whether the user exists is the directory's call. */
-	err = sipmsg_uri_aor(&req->to_uri, d->aor_buf, sizeof(d->aor_buf), &d->user, &d->domain);
+	err =
+	    sipmsg_uri_aor(&req->to_uri, d->aor_buf, sizeof(d->aor_buf), &d->user, &d->domain);
 	if (err == ENOSPC) {
 		decision_refuse(d, 400, "Invalid To: address-of-record too long");
 		return 0;
@@ -489,8 +492,8 @@ int registrar_check(const struct registrar_conf *cfg, const struct sipmsg *req, 
 		decision_refuse(d, registrar_domain_status(cfg), registrar_domain_reason(cfg));
 		return 0;
 	}
-	d->req.aor = (struct sip_str){ .p = d->aor_buf,
-				       .len = (size_t)(d->domain.p + d->domain.len - d->aor_buf) };
+	d->req.aor = (struct sip_str){
+	    .p = d->aor_buf, .len = (size_t)(d->domain.p + d->domain.len - d->aor_buf)};
 
 	/* Steps 6 and 7 (the part that needs no stored state). */
 	err = registrar_check_contacts(cfg, req, d);
