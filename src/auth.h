@@ -36,8 +36,10 @@ bool auth_required(const struct auth *a, const struct sip_str *domain);
 
 /* Find the Authorization header whose realm is realm. Returns 0, ENOENT (none for this
  * realm) or EBADMSG (malformed: answer 400). */
-int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm,
-		     struct auth_creds *c);
+int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct auth_creds *c);
+/* Parse one Authorization value ("Digest username=..., ...") into c, pointing into value.
+ * Returns 0 or EBADMSG; on EBADMSG c->realm is set when the realm was read. */
+int auth_creds_parse_value(const struct sip_str *value, struct auth_creds *c);
 /* Verify the nonce's MAC and age (stateless). */
 enum auth_nonce_state auth_nonce_check(const struct auth *a, const struct auth_creds *c,
 				       int64_t now);
