@@ -103,6 +103,8 @@ def run_tests(namespace=None, only=None, cases=None):
                 _diag(d.log_tail())
             sys.stdout.flush()
             continue
+        for d in _case_daemons:  # passed: its files are of no more use
+            shutil.rmtree(d.dir, ignore_errors=True)
         print("ok %d - %s (%.2fs)" % (i, name, time.monotonic() - t0), flush=True)
     sys.exit(1 if failed else 0)
 
@@ -372,9 +374,9 @@ class Sipregd:
                 raise DaemonError("%s exited with %s during start-up" %
                                   (self.name, self.proc.returncode))
             try:
-                c = SipClient(self, proto="udp" if self.udp else "tcp", timeout=0.2)
+                c = SipClient(self, proto="udp" if self.udp else "tcp", timeout=0.1)
                 try:
-                    r = c.transact(c.request("OPTIONS"), timeout=0.2)
+                    r = c.transact(c.request("OPTIONS"), timeout=0.1)
                 finally:
                     c.close()
                 if r is not None:
@@ -427,8 +429,6 @@ class Sipregd:
     def __exit__(self, et, ev, tb):
         # On an exception from the body, stop quietly: the runner prints the log.
         self.stop(check=et is None)
-        if et is None:
-            shutil.rmtree(self.dir, ignore_errors=True)
         return False
 
     # -- logs
