@@ -680,7 +680,7 @@ int sipmsg_uri_key(const struct sip_str *uri, char *buf, size_t buflen, size_t *
 		out_put(&o, u.port.p, u.port.len);
 	}
 	/* split the parameters, sort them (insertion sort: there are few) */
-	for (const char *p = u.params.p, *end = u.params.p + u.params.len; p && p < end;) {
+	for (const char *p = u.params.p, *end = p ? p + u.params.len : NULL; p && p < end;) {
 		const char *s = ++p; /* skip ';' */
 
 		while (p < end && *p != ';')
@@ -781,6 +781,7 @@ enum hdr_id {
 	HDR_CLEN,
 	HDR_EXPIRES,
 	HDR_MAXFWD,
+	HDR_CTYPE,
 	HDR_COUNT
 };
 
@@ -800,6 +801,8 @@ static enum hdr_id hdr_identify(const struct sip_str *n)
 			return HDR_CONTACT;
 		case 'l':
 			return HDR_CLEN;
+		case 'c':
+			return HDR_CTYPE;
 		default:
 			return HDR_OTHER;
 		}
@@ -820,6 +823,8 @@ static enum hdr_id hdr_identify(const struct sip_str *n)
 			return HDR_CONTACT;
 		if (mem_ieq(n->p, n->len, "Content-Length"))
 			return HDR_CLEN;
+		if (mem_ieq(n->p, n->len, "Content-Type"))
+			return HDR_CTYPE;
 		return HDR_OTHER;
 	case 'e':
 		return mem_ieq(n->p, n->len, "Expires") ? HDR_EXPIRES : HDR_OTHER;
@@ -834,6 +839,7 @@ struct scan {
 	struct sip_str first[HDR_COUNT]; /* first value of each header we read */
 	unsigned count[HDR_COUNT];
 	bool bad_contact;
+	bool multipart; /* a Content-Type multipart/...: see osip_view() */
 };
 
 static int contacts_push(struct sipmsg *m, size_t *cap, const struct sip_str *uri,
@@ -877,6 +883,8 @@ static int scan_headers(struct sipmsg *m, struct scan *sc)
 			continue;
 		if (sc->count[id]++ == 0)
 			sc->first[id] = value;
+		if (id == HDR_CTYPE && value.len >= 9 && mem_ieq(value.p, 9, "multipart"))
+			sc->multipart = true;
 		if (id != HDR_CONTACT)
 			continue;
 		lpos = 0;
@@ -939,43 +947,62 @@ static bool status_line_ok(const char *buf, size_t len)
 }
 
 /* Raw NUL is legal in headers only as a quoted-pair inside a quoted string (intmeth.dat),
- * but libosip2 reads its copy as a C string. Returns a copy for libosip2 with such NULs
- * replaced, or NULL with *bad set when a NUL stands anywhere else in the headers. */
-static char *nul_sanitize(const char *raw, size_t len, bool *bad)
+ * but libosip2 reads its copy as a C string: replace those NULs in copy. Returns false when
+ * a NUL stands anywhere else in the headers. */
+static bool nul_sanitize(char *copy, size_t len)
 {
-	const char *end = raw + len, *p;
+	char *end = copy + len, *p;
 	bool quoted = false;
-	char *copy;
 
-	*bad = false;
-	for (p = raw; p < end; p++) {
+	for (p = copy; p < end; p++) {
 		if (*p == '\n' && p + 1 < end && (p[1] == '\n' || (p[1] == '\r' && p + 2 < end &&
 								   p[2] == '\n')))
-			break; /* end of headers: the body is handled by length */
+			return true; /* end of headers: the body is handled by length */
 		if (*p == '\n' && p + 1 < end && !is_ws(p[1]))
 			quoted = false; /* a quoted string does not run past its header */
 		if (quoted && *p == '\\' && p + 1 < end) {
+			if (p[1] == '\0')
+				p[1] = '?';
 			p++;
 			continue;
 		}
 		if (*p == '"')
 			quoted = !quoted;
 		else if (*p == '\0')
-			break;
+			return false;
 	}
-	if (p >= end || *p != '\0') {
-		/* only quoted-pair NULs before the body */
-		copy = malloc(len);
-		if (!copy)
-			return NULL;
-		memcpy(copy, raw, len);
-		for (char *c = copy; c < copy + (p - raw); c++)
-			if (*c == '\0')
-				*c = '?';
-		return copy;
+	return true;
+}
+
+/* The bytes libosip2 gets. Usually our raw copy itself (*copyp NULL); a private copy when
+ * it holds NULs (see nul_sanitize) or a multipart body: libosip2 5.3.0 leaks memory on
+ * some malformed multipart bodies, and a registrar never reads bodies, so libosip2 is
+ * told the type is "xultipart/..." and keeps the body whole. Returns 0, EBADMSG or
+ * ENOMEM. */
+static int osip_view(const struct sipmsg *m, const struct scan *sc, char **copyp)
+{
+	struct sip_str name, value;
+	size_t pos = 0;
+	char *copy;
+
+	*copyp = NULL;
+	if (!sc->multipart && !memchr(m->raw, '\0', m->raw_len))
+		return 0;
+	copy = malloc(m->raw_len + 1);
+	if (!copy)
+		return ENOMEM;
+	memcpy(copy, m->raw, m->raw_len + 1);
+	if (!nul_sanitize(copy, m->raw_len)) {
+		free(copy);
+		return EBADMSG;
 	}
-	*bad = true;
-	return NULL;
+	while (sc->multipart &&
+	       sipmsg_raw_header_next(m->raw, m->raw_len, &pos, &name, &value, NULL))
+		if (hdr_identify(&name) == HDR_CTYPE && value.len >= 9 &&
+		    mem_ieq(value.p, 9, "multipart"))
+			copy[value.p - m->raw] = 'x';
+	*copyp = copy;
+	return 0;
 }
 
 static int parse_fail(struct sipmsg **mp, struct sipmsg *m, int status, const char *reason,
@@ -1174,7 +1201,6 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 	struct reqline rl;
 	char *osip_copy = NULL;
 	const char *reason = "Bad Request";
-	bool bad_nul;
 	int status, err;
 
 	if (status_r)
@@ -1209,19 +1235,18 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 		classify_unparsed(buf, len, &status, &reason);
 		return parse_fail(mp, NULL, status, reason, status_r, reason_r);
 	}
-	if (memchr(m->raw, '\0', len)) {
-		osip_copy = nul_sanitize(m->raw, len, &bad_nul);
-		if (!osip_copy) {
-			sipmsg_free(&m);
-			if (!bad_nul)
-				return ENOMEM;
-			return parse_fail(mp, NULL, STATUS_BAD, reason, status_r, reason_r);
-		}
-	}
-	if (osip_message_init(&m->osip) != 0) {
-		free(osip_copy);
+	/* the raw scan needs nothing from libosip2: run it first to know what to hand over */
+	memset(&sc, 0, sizeof(sc));
+	err = scan_headers(m, &sc);
+	if (err == 0)
+		err = osip_view(m, &sc, &osip_copy);
+	if (err == 0 && osip_message_init(&m->osip) != 0)
+		err = ENOMEM;
+	if (err) {
 		sipmsg_free(&m);
-		return ENOMEM;
+		if (err != EBADMSG)
+			return err;
+		return parse_fail(mp, NULL, STATUS_BAD, reason, status_r, reason_r);
 	}
 	err = osip_message_parse(m->osip, osip_copy ? osip_copy : m->raw, len);
 	free(osip_copy);
@@ -1230,23 +1255,16 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 		classify_unparsed(buf, len, &status, &reason);
 		return parse_fail(mp, NULL, status, reason, status_r, reason_r);
 	}
-
-	memset(&sc, 0, sizeof(sc));
-	err = scan_headers(m, &sc);
-	if (err) {
-		sipmsg_free(&m);
-		return err;
-	}
 	if (m->is_response) {
 		/* the server drops responses; give it what identifies them */
 		struct sip_str cs = sc.first[HDR_CSEQ];
-		const char *p = cs.p, *e = cs.p + cs.len;
+		const char *p = cs.p, *e = p ? p + cs.len : NULL;
 		uint64_t n;
 
 		while (p < e && is_digit(*p))
 			p++;
 		cs.len = (size_t)(p - cs.p);
-		if (!parse_uint(&cs, UINT32_MAX, false, &n)) {
+		if (!sc.count[HDR_CSEQ] || !parse_uint(&cs, UINT32_MAX, false, &n)) {
 			sipmsg_free(&m);
 			return parse_fail(mp, NULL, STATUS_BAD, reason, status_r, reason_r);
 		}
