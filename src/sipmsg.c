@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STATUS_BAD 400
+#define STATUS_BAD     400
 #define URI_PARAMS_MAX 32
 
 static pthread_once_t parser_once = PTHREAD_ONCE_INIT;
@@ -90,7 +90,7 @@ static struct sip_str str_trim(const char *p, const char *end)
 		p++;
 	while (end > p && is_lws(end[-1]))
 		end--;
-	return (struct sip_str){ .p = p, .len = (size_t)(end - p) };
+	return (struct sip_str){.p = p, .len = (size_t)(end - p)};
 }
 
 /* End of the line at p (before CR LF or LF); *next is where the following line starts. */
@@ -135,7 +135,7 @@ bool sipmsg_raw_header_next(const char *buf, size_t len, size_t *pos, struct sip
 		*name = str_trim(p, colon);
 		*value = str_trim(colon + 1, eol);
 		if (line)
-			*line = (struct sip_str){ .p = p, .len = (size_t)(eol - p) };
+			*line = (struct sip_str){.p = p, .len = (size_t)(eol - p)};
 		return true;
 	}
 	*pos = len;
@@ -246,7 +246,7 @@ bool sipmsg_param(const struct sip_str *params, const char *name, struct sip_str
 		}
 		if (mem_ieq(ns, (size_t)(ne - ns), name)) {
 			if (val)
-				*val = (struct sip_str){ .p = vs, .len = (size_t)(ve - vs) };
+				*val = (struct sip_str){.p = vs, .len = (size_t)(ve - vs)};
 			return true;
 		}
 	}
@@ -259,13 +259,20 @@ enum sip_method sipmsg_method_from(const char *name, size_t len)
 		const char *name;
 		enum sip_method m;
 	} tab[] = {
-		{ "REGISTER", SIP_M_REGISTER }, { "OPTIONS", SIP_M_OPTIONS },
-		{ "ACK", SIP_M_ACK },		{ "INVITE", SIP_M_INVITE },
-		{ "BYE", SIP_M_BYE },		{ "CANCEL", SIP_M_CANCEL },
-		{ "SUBSCRIBE", SIP_M_SUBSCRIBE }, { "NOTIFY", SIP_M_NOTIFY },
-		{ "MESSAGE", SIP_M_MESSAGE },	{ "INFO", SIP_M_INFO },
-		{ "PRACK", SIP_M_PRACK },	{ "UPDATE", SIP_M_UPDATE },
-		{ "REFER", SIP_M_REFER },	{ "PUBLISH", SIP_M_PUBLISH },
+	    {"REGISTER", SIP_M_REGISTER},
+	    {"OPTIONS", SIP_M_OPTIONS},
+	    {"ACK", SIP_M_ACK},
+	    {"INVITE", SIP_M_INVITE},
+	    {"BYE", SIP_M_BYE},
+	    {"CANCEL", SIP_M_CANCEL},
+	    {"SUBSCRIBE", SIP_M_SUBSCRIBE},
+	    {"NOTIFY", SIP_M_NOTIFY},
+	    {"MESSAGE", SIP_M_MESSAGE},
+	    {"INFO", SIP_M_INFO},
+	    {"PRACK", SIP_M_PRACK},
+	    {"UPDATE", SIP_M_UPDATE},
+	    {"REFER", SIP_M_REFER},
+	    {"PUBLISH", SIP_M_PUBLISH},
 	};
 
 	if (!name)
@@ -389,7 +396,7 @@ static bool uri_split(const struct sip_str *uri, struct uri_parts *u)
 	colon = memchr(p, ':', uri->len);
 	if (!colon)
 		return false;
-	u->scheme = (struct sip_str){ .p = p, .len = (size_t)(colon - p) };
+	u->scheme = (struct sip_str){.p = p, .len = (size_t)(colon - p)};
 	if (!scheme_valid(&u->scheme))
 		return false;
 	if (!scheme_is_sip(&u->scheme))
@@ -401,10 +408,11 @@ static bool uri_split(const struct sip_str *uri, struct uri_parts *u)
 		const char *pc = memchr(p, ':', (size_t)(at - p));
 
 		u->has_user = true;
-		u->user = (struct sip_str){ .p = p, .len = (size_t)((pc ? pc : at) - p) };
+		u->user = (struct sip_str){.p = p, .len = (size_t)((pc ? pc : at) - p)};
 		if (pc) {
 			u->has_password = true;
-			u->password = (struct sip_str){ .p = pc + 1, .len = (size_t)(at - pc - 1) };
+			u->password =
+			    (struct sip_str){.p = pc + 1, .len = (size_t)(at - pc - 1)};
 		}
 		p = at + 1;
 	}
@@ -419,24 +427,24 @@ static bool uri_split(const struct sip_str *uri, struct uri_parts *u)
 		while (p < end && *p != ':' && *p != ';' && *p != '?')
 			p++;
 	}
-	u->host = (struct sip_str){ .p = h, .len = (size_t)(p - h) };
+	u->host = (struct sip_str){.p = h, .len = (size_t)(p - h)};
 	if (p < end && *p == ':') {
 		const char *ps = ++p;
 
 		while (p < end && *p != ';' && *p != '?')
 			p++;
 		u->has_port = true;
-		u->port = (struct sip_str){ .p = ps, .len = (size_t)(p - ps) };
+		u->port = (struct sip_str){.p = ps, .len = (size_t)(p - ps)};
 	}
 	if (p < end && *p == ';') {
 		const char *ps = p;
 
 		while (p < end && *p != '?')
 			p++;
-		u->params = (struct sip_str){ .p = ps, .len = (size_t)(p - ps) };
+		u->params = (struct sip_str){.p = ps, .len = (size_t)(p - ps)};
 	}
 	if (p < end && *p == '?') {
-		u->headers = (struct sip_str){ .p = p, .len = (size_t)(end - p) };
+		u->headers = (struct sip_str){.p = p, .len = (size_t)(end - p)};
 		p = end;
 	}
 	return p == end;
@@ -554,7 +562,7 @@ static bool out_canon(struct out *o, const struct sip_str *s, enum esc_set set, 
 		if (char_literal((unsigned char)c, set)) {
 			out_ch(o, (char)c);
 		} else {
-			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
 
 			out_put(o, e, 3);
 		}
@@ -603,7 +611,7 @@ int sipmsg_uri_aor(const struct sip_str *uri, char *buf, size_t buflen, struct s
 		   struct sip_str *domain_r)
 {
 	struct uri_parts u;
-	struct out o = { .p = buf, .cap = buflen };
+	struct out o = {.p = buf, .cap = buflen};
 	size_t ulen;
 	int err;
 
@@ -623,9 +631,9 @@ int sipmsg_uri_aor(const struct sip_str *uri, char *buf, size_t buflen, struct s
 	if (err)
 		return err;
 	if (user_r)
-		*user_r = (struct sip_str){ .p = buf, .len = ulen };
+		*user_r = (struct sip_str){.p = buf, .len = ulen};
 	if (domain_r)
-		*domain_r = (struct sip_str){ .p = buf + ulen + 1, .len = o.len - ulen - 1 };
+		*domain_r = (struct sip_str){.p = buf + ulen + 1, .len = o.len - ulen - 1};
 	return 0;
 }
 
@@ -651,7 +659,7 @@ static int param_cmp(const struct sip_str *a, const struct sip_str *b)
 int sipmsg_uri_key(const struct sip_str *uri, char *buf, size_t buflen, size_t *len_r)
 {
 	struct uri_parts u;
-	struct out o = { .p = buf, .cap = buflen };
+	struct out o = {.p = buf, .cap = buflen};
 	struct sip_str prm[URI_PARAMS_MAX];
 	size_t n = 0;
 	int err;
@@ -689,7 +697,7 @@ int sipmsg_uri_key(const struct sip_str *uri, char *buf, size_t buflen, size_t *
 			continue; /* empty ";;" */
 		if (n == URI_PARAMS_MAX)
 			return EINVAL;
-		struct sip_str cur = { .p = s, .len = (size_t)(p - s) };
+		struct sip_str cur = {.p = s, .len = (size_t)(p - s)};
 		size_t j = n++;
 
 		while (j > 0 && param_cmp(&prm[j - 1], &cur) > 0) {
@@ -700,15 +708,14 @@ int sipmsg_uri_key(const struct sip_str *uri, char *buf, size_t buflen, size_t *
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *eq = memchr(prm[i].p, '=', prm[i].len);
-		struct sip_str name = { .p = prm[i].p,
-					.len = eq ? (size_t)(eq - prm[i].p) : prm[i].len };
+		struct sip_str name = {.p = prm[i].p,
+				       .len = eq ? (size_t)(eq - prm[i].p) : prm[i].len};
 
 		out_ch(&o, ';');
 		if (!out_canon(&o, &name, ESC_PARAM, true))
 			return EINVAL;
 		if (eq) {
-			struct sip_str val = { .p = eq + 1,
-					       .len = prm[i].len - name.len - 1 };
+			struct sip_str val = {.p = eq + 1, .len = prm[i].len - name.len - 1};
 
 			out_ch(&o, '=');
 			if (!out_canon(&o, &val, ESC_PARAM, true))
@@ -760,13 +767,13 @@ static bool nameaddr_split(const struct sip_str *v, struct sip_str *uri, struct 
 		for (s = p; s < end && *s != ';' && !is_lws(*s); s++)
 			if (*s == '?' || *s == ',')
 				return false;
-		*uri = (struct sip_str){ .p = p, .len = (size_t)(s - p) };
+		*uri = (struct sip_str){.p = p, .len = (size_t)(s - p)};
 	}
 	while (s < end && is_lws(*s))
 		s++;
 	if (s < end && *s != ';')
 		return false;
-	*params = (struct sip_str){ .p = s, .len = (size_t)(end - s) };
+	*params = (struct sip_str){.p = s, .len = (size_t)(end - s)};
 	return uri->len > 0;
 }
 
@@ -854,7 +861,7 @@ static int contacts_push(struct sipmsg *m, size_t *cap, const struct sip_str *ur
 		m->contacts = nc;
 		*cap = ncap;
 	}
-	m->contacts[m->n_contacts++] = (struct sipmsg_contact){ .uri = *uri, .params = *params };
+	m->contacts[m->n_contacts++] = (struct sipmsg_contact){.uri = *uri, .params = *params};
 	return 0;
 }
 
@@ -893,7 +900,8 @@ static int scan_headers(struct sipmsg *m, struct scan *sc)
 				m->contact_star = true;
 				continue;
 			}
-			if (!nameaddr_split(&e, &uri, &params) || !contact_expires_ok(&params)) {
+			if (!nameaddr_split(&e, &uri, &params) ||
+			    !contact_expires_ok(&params)) {
 				sc->bad_contact = true;
 				continue;
 			}
@@ -920,9 +928,9 @@ static bool reqline_split(const char *buf, size_t len, struct reqline *rl)
 	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
 	if (!sp2 || sp2 == sp1 + 1)
 		return false;
-	rl->method = (struct sip_str){ .p = buf, .len = (size_t)(sp1 - buf) };
-	rl->uri = (struct sip_str){ .p = sp1 + 1, .len = (size_t)(sp2 - sp1 - 1) };
-	rl->version = (struct sip_str){ .p = sp2 + 1, .len = (size_t)(eol - sp2 - 1) };
+	rl->method = (struct sip_str){.p = buf, .len = (size_t)(sp1 - buf)};
+	rl->uri = (struct sip_str){.p = sp1 + 1, .len = (size_t)(sp2 - sp1 - 1)};
+	rl->version = (struct sip_str){.p = sp2 + 1, .len = (size_t)(eol - sp2 - 1)};
 	return true;
 }
 
@@ -955,8 +963,8 @@ static bool nul_sanitize(char *copy, size_t len)
 	bool quoted = false;
 
 	for (p = copy; p < end; p++) {
-		if (*p == '\n' && p + 1 < end && (p[1] == '\n' || (p[1] == '\r' && p + 2 < end &&
-								   p[2] == '\n')))
+		if (*p == '\n' && p + 1 < end &&
+		    (p[1] == '\n' || (p[1] == '\r' && p + 2 < end && p[2] == '\n')))
 			return true; /* end of headers: the body is handled by length */
 		if (*p == '\n' && p + 1 < end && !is_ws(p[1]))
 			quoted = false; /* a quoted string does not run past its header */
@@ -1031,8 +1039,8 @@ static void classify_unparsed(const char *buf, size_t len, int *status, const ch
 	*reason = "Bad Request";
 	if (!reqline_split(buf, len, &rl))
 		return;
-	if (rl.version.len > 4 && memcmp(rl.version.p, "SIP/", 4) == 0 && !version_ok(&rl.version) &&
-	    !memchr(rl.version.p, ' ', rl.version.len)) {
+	if (rl.version.len > 4 && memcmp(rl.version.p, "SIP/", 4) == 0 &&
+	    !version_ok(&rl.version) && !memchr(rl.version.p, ' ', rl.version.len)) {
 		*status = 505;
 		*reason = "Version Not Supported";
 		return;
@@ -1040,7 +1048,7 @@ static void classify_unparsed(const char *buf, size_t len, int *status, const ch
 	colon = memchr(rl.uri.p, ':', rl.uri.len);
 	if (!colon || !version_ok(&rl.version))
 		return;
-	scheme = (struct sip_str){ .p = rl.uri.p, .len = (size_t)(colon - rl.uri.p) };
+	scheme = (struct sip_str){.p = rl.uri.p, .len = (size_t)(colon - rl.uri.p)};
 	if (scheme_valid(&scheme) && !scheme_is_sip(&scheme)) {
 		*status = 416;
 		*reason = "Unsupported URI Scheme";
@@ -1059,7 +1067,7 @@ static bool fill_via(struct sipmsg *m)
 	if (osip_message_get_via(m->osip, 0, &via) < 0 || !via || !via->host)
 		return false;
 	hlen = strlen(via->host);
-	m->via_host = (struct sip_str){ .p = via->host, .len = hlen };
+	m->via_host = (struct sip_str){.p = via->host, .len = hlen};
 	if (via->port) {
 		struct sip_str ps = sip_str_c(via->port);
 
@@ -1100,13 +1108,13 @@ static bool cseq_check(struct sipmsg *m, const struct sip_str *v)
 
 	while (p < end && is_digit(*p))
 		p++;
-	num = (struct sip_str){ .p = v->p, .len = (size_t)(p - v->p) };
+	num = (struct sip_str){.p = v->p, .len = (size_t)(p - v->p)};
 	if (!parse_uint(&num, UINT32_MAX, false, &n) || p == end || !is_lws(*p))
 		return false;
 	while (p < end && is_lws(*p))
 		p++;
 	ms = p;
-	method = (struct sip_str){ .p = ms, .len = (size_t)(end - ms) };
+	method = (struct sip_str){.p = ms, .len = (size_t)(end - ms)};
 	m->cseq = (uint32_t)n;
 	return sip_str_eq(&method, &m->method_name);
 }

@@ -55,7 +55,7 @@ static void resp_puts(struct sipresp *r, const char *s)
 }
 
 static void resp_printf(struct sipresp *r, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+    __attribute__((format(printf, 2, 0)));
 
 static void resp_printf(struct sipresp *r, const char *fmt, va_list ap)
 {
@@ -77,7 +77,8 @@ static void resp_printf(struct sipresp *r, const char *fmt, va_list ap)
 	r->len += (size_t)n;
 }
 
-static void resp_fmt(struct sipresp *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void resp_fmt(struct sipresp *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void resp_fmt(struct sipresp *r, const char *fmt, ...)
 {
@@ -263,9 +264,9 @@ void sipresp_clear(struct sipresp *r)
 
 void sipresp_date(struct sipresp *r, int64_t now)
 {
-	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	time_t t = (time_t)now;
 	struct tm tm;
 

@@ -26,14 +26,14 @@ static int parse(const char *s, struct sipmsg **mp, int *status)
 	return rc;
 }
 
-#define REG_LINE "REGISTER sip:example.com SIP/2.0" CRLF
-#define VIA_LINE "Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK776asdhds" CRLF
-#define TO_LINE "To: Bob <sip:bob@example.com>" CRLF
-#define FROM_LINE "From: Bob <sip:bob@example.com>;tag=456248" CRLF
+#define REG_LINE    "REGISTER sip:example.com SIP/2.0" CRLF
+#define VIA_LINE    "Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK776asdhds" CRLF
+#define TO_LINE	    "To: Bob <sip:bob@example.com>" CRLF
+#define FROM_LINE   "From: Bob <sip:bob@example.com>;tag=456248" CRLF
 #define CALLID_LINE "Call-ID: 843817637684230@998sdasdh09" CRLF
-#define CSEQ_LINE "CSeq: 1826 REGISTER" CRLF
-#define MF_LINE "Max-Forwards: 70" CRLF
-#define END_LINES "Content-Length: 0" CRLF CRLF
+#define CSEQ_LINE   "CSeq: 1826 REGISTER" CRLF
+#define MF_LINE	    "Max-Forwards: 70" CRLF
+#define END_LINES   "Content-Length: 0" CRLF CRLF
 
 #define REG_HEAD REG_LINE VIA_LINE MF_LINE TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE
 
@@ -42,7 +42,8 @@ static void test_register_fields_filled(void)
 	struct sipmsg *m = NULL;
 	int st;
 
-	CHECK_INT(parse(REG_HEAD "Contact: <sip:bob@192.0.2.4>" CRLF "Expires: 7200" CRLF END_LINES,
+	CHECK_INT(parse(REG_HEAD "Contact: <sip:bob@192.0.2.4>" CRLF
+				 "Expires: 7200" CRLF END_LINES,
 			&m, &st),
 		  0);
 	CHECK(m != NULL);
@@ -85,10 +86,11 @@ static void test_version_not_sip20_gets_505(void)
 	struct sipmsg *m = NULL;
 	int st;
 
-	CHECK_INT(parse("OPTIONS sip:example.com SIP/7.0" CRLF VIA_LINE TO_LINE FROM_LINE
-			CALLID_LINE "CSeq: 1 OPTIONS" CRLF END_LINES,
-			&m, &st),
-		  EBADMSG);
+	CHECK_INT(
+	    parse("OPTIONS sip:example.com SIP/7.0" CRLF VIA_LINE TO_LINE FROM_LINE CALLID_LINE
+		  "CSeq: 1 OPTIONS" CRLF END_LINES,
+		  &m, &st),
+	    EBADMSG);
 	CHECK_INT(st, 505);
 	/* readable enough to answer with the right tags */
 	CHECK(m != NULL);
@@ -100,10 +102,10 @@ static void test_version_not_sip20_gets_505(void)
 static void test_missing_mandatory_headers_get_400(void)
 {
 	static const char *const msgs[] = {
-		REG_LINE VIA_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,   /* no To */
-		REG_LINE VIA_LINE TO_LINE CALLID_LINE CSEQ_LINE END_LINES,     /* no From */
-		REG_LINE VIA_LINE TO_LINE FROM_LINE CSEQ_LINE END_LINES,       /* no Call-ID */
-		REG_LINE VIA_LINE TO_LINE FROM_LINE CALLID_LINE END_LINES,     /* no CSeq */
+	    REG_LINE VIA_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES, /* no To */
+	    REG_LINE VIA_LINE TO_LINE CALLID_LINE CSEQ_LINE END_LINES,	 /* no From */
+	    REG_LINE VIA_LINE TO_LINE FROM_LINE CSEQ_LINE END_LINES,	 /* no Call-ID */
+	    REG_LINE VIA_LINE TO_LINE FROM_LINE CALLID_LINE END_LINES,	 /* no CSeq */
 	};
 	struct sipmsg *m = NULL;
 	int st;
@@ -133,15 +135,15 @@ static void test_cseq_method_mismatch_gets_400(void)
 	struct sipmsg *m = NULL;
 	int st;
 
-	CHECK_INT(parse(REG_LINE VIA_LINE TO_LINE FROM_LINE CALLID_LINE "CSeq: 1 INVITE" CRLF
-			END_LINES,
+	CHECK_INT(parse(REG_LINE VIA_LINE TO_LINE FROM_LINE CALLID_LINE
+			"CSeq: 1 INVITE" CRLF END_LINES,
 			&m, &st),
 		  EBADMSG);
 	CHECK_INT(st, 400);
 	sipmsg_free(&m);
 	/* method names are case-sensitive */
-	CHECK_INT(parse(REG_LINE VIA_LINE TO_LINE FROM_LINE CALLID_LINE "CSeq: 1 register" CRLF
-			END_LINES,
+	CHECK_INT(parse(REG_LINE VIA_LINE TO_LINE FROM_LINE CALLID_LINE
+			"CSeq: 1 register" CRLF END_LINES,
 			&m, &st),
 		  EBADMSG);
 	sipmsg_free(&m);
@@ -175,8 +177,8 @@ static void test_cseq_leading_zeros_and_folding_accepted(void)
 {
 	struct sipmsg *m = NULL;
 
-	CHECK_INT(parse(REG_LINE VIA_LINE TO_LINE FROM_LINE CALLID_LINE "cseq: 0009" CRLF
-			"  REGISTER" CRLF END_LINES,
+	CHECK_INT(parse(REG_LINE VIA_LINE TO_LINE FROM_LINE CALLID_LINE
+			"cseq: 0009" CRLF "  REGISTER" CRLF END_LINES,
 			&m, NULL),
 		  0);
 	CHECK(m && m->cseq == 9);
@@ -209,7 +211,8 @@ static void test_expires_huge_clamped_to_uint32(void)
 {
 	struct sipmsg *m = NULL;
 
-	CHECK_INT(parse(REG_HEAD "Expires: 1000000000000000000000000000000000000000" CRLF END_LINES,
+	CHECK_INT(parse(REG_HEAD
+			"Expires: 1000000000000000000000000000000000000000" CRLF END_LINES,
 			&m, NULL),
 		  0);
 	CHECK(m && m->expires_hdr == UINT32_MAX);
@@ -249,13 +252,13 @@ static void test_request_uri_unknown_scheme_gets_416(void)
 	struct sipmsg *m = NULL;
 	int st;
 
-	CHECK_INT(parse("OPTIONS nobodyKnowsThisScheme:totally-opaque SIP/2.0" CRLF OPT_TAIL, &m,
-			&st),
+	CHECK_INT(parse("OPTIONS nobodyKnowsThisScheme:totally-opaque SIP/2.0" CRLF OPT_TAIL,
+			&m, &st),
 		  EBADMSG);
 	CHECK_INT(st, 416);
 	sipmsg_free(&m);
 	CHECK_INT(parse("REGISTER tel:+15551234 SIP/2.0" CRLF VIA_LINE TO_LINE FROM_LINE
-			CALLID_LINE CSEQ_LINE END_LINES,
+			    CALLID_LINE CSEQ_LINE END_LINES,
 			&m, &st),
 		  EBADMSG);
 	CHECK_INT(st, 416);
@@ -277,12 +280,12 @@ static void test_request_uri_dotted_scheme_gets_416(void)
 static void test_request_uri_bad_host_or_port_gets_400(void)
 {
 	static const char *const lines[] = {
-		"OPTIONS sip:2001:db8::10 SIP/2.0" CRLF, /* IPv6 without [] (ipv6-bad) */
-		"OPTIONS sip:example.com:0 SIP/2.0" CRLF,
-		"OPTIONS sip:example.com:65536 SIP/2.0" CRLF,
-		"OPTIONS sip:exa_mple.com SIP/2.0" CRLF,
-		"OPTIONS sip:[2001:db8:::192.0.2.1] SIP/2.0" CRLF,
-		"OPTIONS sip:example.com?Route=%3Csip:x.example.com%3E SIP/2.0" CRLF,
+	    "OPTIONS sip:2001:db8::10 SIP/2.0" CRLF, /* IPv6 without [] (ipv6-bad) */
+	    "OPTIONS sip:example.com:0 SIP/2.0" CRLF,
+	    "OPTIONS sip:example.com:65536 SIP/2.0" CRLF,
+	    "OPTIONS sip:exa_mple.com SIP/2.0" CRLF,
+	    "OPTIONS sip:[2001:db8:::192.0.2.1] SIP/2.0" CRLF,
+	    "OPTIONS sip:example.com?Route=%3Csip:x.example.com%3E SIP/2.0" CRLF,
 	};
 	char buf[512];
 	struct sipmsg *m = NULL;
@@ -300,10 +303,10 @@ static void test_request_uri_bad_host_or_port_gets_400(void)
 static void test_request_uri_ipv6_and_ports_accepted(void)
 {
 	static const char *const lines[] = {
-		"OPTIONS sip:[2001:db8::10]:5070 SIP/2.0" CRLF,
-		"OPTIONS sip:[2001:db8::10:5070] SIP/2.0" CRLF,
-		"OPTIONS sips:user@192.0.2.1:65535;transport=tcp SIP/2.0" CRLF,
-		"OPTIONS SIP:Example.COM SIP/2.0" CRLF,
+	    "OPTIONS sip:[2001:db8::10]:5070 SIP/2.0" CRLF,
+	    "OPTIONS sip:[2001:db8::10:5070] SIP/2.0" CRLF,
+	    "OPTIONS sips:user@192.0.2.1:65535;transport=tcp SIP/2.0" CRLF,
+	    "OPTIONS SIP:Example.COM SIP/2.0" CRLF,
 	};
 	char buf[512];
 	struct sipmsg *m = NULL;
@@ -320,16 +323,17 @@ static void test_register_to_uri_not_sip_gets_400(void)
 	struct sipmsg *m = NULL;
 	int st;
 
-	CHECK_INT(parse(REG_LINE VIA_LINE "To: isbn:2983792873" CRLF FROM_LINE CALLID_LINE
-			CSEQ_LINE END_LINES,
+	CHECK_INT(parse(REG_LINE VIA_LINE
+			"To: isbn:2983792873" CRLF FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
 			&m, &st),
 		  EBADMSG);
 	CHECK_INT(st, 400);
 	CHECK(m != NULL);
 	sipmsg_free(&m);
 	/* only REGISTER needs a SIP AOR in To */
-	CHECK_INT(parse("OPTIONS sip:example.com SIP/2.0" CRLF VIA_LINE "To: isbn:2983792873" CRLF
-			FROM_LINE CALLID_LINE "CSeq: 1 OPTIONS" CRLF END_LINES,
+	CHECK_INT(parse("OPTIONS sip:example.com SIP/2.0" CRLF VIA_LINE
+			"To: isbn:2983792873" CRLF FROM_LINE CALLID_LINE
+			"CSeq: 1 OPTIONS" CRLF END_LINES,
 			&m, &st),
 		  0);
 	sipmsg_free(&m);
@@ -339,8 +343,8 @@ static void test_bare_magic_cookie_branch_not_rfc3261(void)
 {
 	struct sipmsg *m = NULL;
 
-	CHECK_INT(parse(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK" CRLF TO_LINE FROM_LINE
-			CALLID_LINE CSEQ_LINE END_LINES,
+	CHECK_INT(parse(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK" CRLF TO_LINE
+			    FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
 			&m, NULL),
 		  0);
 	CHECK(m && !m->branch_rfc3261);
@@ -348,7 +352,7 @@ static void test_bare_magic_cookie_branch_not_rfc3261(void)
 		CHECK_MEM(m->branch.p, m->branch.len, "z9hG4bK");
 	sipmsg_free(&m);
 	CHECK_INT(parse(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx" CRLF TO_LINE
-			FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
+			    FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
 			&m, NULL),
 		  0);
 	CHECK(m && m->branch_rfc3261);
@@ -359,10 +363,12 @@ static void test_via_ipv6_rport_and_received_brackets(void)
 {
 	struct sipmsg *m = NULL;
 
-	CHECK_INT(parse(REG_LINE "Via: SIP/2.0/UDP [2001:db8::9:1]:5070;rport;branch=z9hG4bKa"
-			CRLF TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
-			&m, NULL),
-		  0);
+	CHECK_INT(
+	    parse(REG_LINE
+		  "Via: SIP/2.0/UDP [2001:db8::9:1]:5070;rport;branch=z9hG4bKa" CRLF TO_LINE
+		      FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
+		  &m, NULL),
+	    0);
 	CHECK(m && m->via_rport && m->via_port == 5070);
 	if (m)
 		CHECK_MEM(m->via_host.p, m->via_host.len, "2001:db8::9:1");
@@ -374,13 +380,14 @@ static void test_via_host_checked_liberally(void)
 	struct sipmsg *m = NULL;
 	int st = 0;
 
-	CHECK_INT(parse(REG_LINE "Via: SIP/2.0/UDP pc_33.example.com;branch=z9hG4bKu" CRLF
-			TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
+	CHECK_INT(parse(REG_LINE
+			"Via: SIP/2.0/UDP pc_33.example.com;branch=z9hG4bKu" CRLF TO_LINE
+			    FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
 			&m, NULL),
 		  0);
 	sipmsg_free(&m);
 	CHECK_INT(parse(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1:70000;branch=z9hG4bKu" CRLF TO_LINE
-			FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
+			    FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
 			&m, &st),
 		  EBADMSG);
 	CHECK_INT(st, 400);
@@ -389,14 +396,13 @@ static void test_via_host_checked_liberally(void)
 
 static void test_escnull_aor_keeps_percent00(void)
 {
-	static const char msg[] = "REGISTER sip:example.com SIP/2.0" CRLF
-				  "To: sip:null-%00-null@example.com" CRLF
-				  "From: sip:null-%00-null@example.com;tag=839923423" CRLF
-				  "Max-Forwards: 70" CRLF "Call-ID: escnull.39203ndfvkjdasfkq3w4" CRLF
-				  "CSeq: 14398234 REGISTER" CRLF
-				  "Via: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw" CRLF
-				  "Contact: <sip:%00@host5.example.com>" CRLF
-				  "Contact: <sip:%00%00@host5.example.com>" CRLF "L:0" CRLF CRLF;
+	static const char msg[] =
+	    "REGISTER sip:example.com SIP/2.0" CRLF "To: sip:null-%00-null@example.com" CRLF
+	    "From: sip:null-%00-null@example.com;tag=839923423" CRLF "Max-Forwards: 70" CRLF
+	    "Call-ID: escnull.39203ndfvkjdasfkq3w4" CRLF "CSeq: 14398234 REGISTER" CRLF
+	    "Via: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw" CRLF
+	    "Contact: <sip:%00@host5.example.com>" CRLF
+	    "Contact: <sip:%00%00@host5.example.com>" CRLF "L:0" CRLF CRLF;
 	struct sipmsg *m = NULL;
 	char aor[128], k1[128], k2[128];
 	struct sip_str user, domain;
@@ -429,14 +435,15 @@ static void test_contacts_raw_with_display_names_and_commas(void)
 	const struct sipmsg_contact *c;
 	struct sip_str v;
 
-	CHECK_INT(parse(REG_HEAD
-			"Contact: \"Mr. Watson, Jr\" <sip:watson@worcester.example.com>;q=0.7;"
-			" expires=3600, \"Mr. Watson\" <sips:watson@bell.example.com> ;q=0.1" CRLF
-			"Contact: token1 token2 <sip:a@b.example.com;transport=tcp>;+sip.instance="
-			"\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"" CRLF
-			"m: sip:c@d.example.com;expires=60 , <sip:e@f.example.com>" CRLF END_LINES,
-			&m, NULL),
-		  0);
+	CHECK_INT(
+	    parse(REG_HEAD
+		  "Contact: \"Mr. Watson, Jr\" <sip:watson@worcester.example.com>;q=0.7;"
+		  " expires=3600, \"Mr. Watson\" <sips:watson@bell.example.com> ;q=0.1" CRLF
+		  "Contact: token1 token2 <sip:a@b.example.com;transport=tcp>;+sip.instance="
+		  "\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"" CRLF
+		  "m: sip:c@d.example.com;expires=60 , <sip:e@f.example.com>" CRLF END_LINES,
+		  &m, NULL),
+	    0);
 	if (!m)
 		return;
 	CHECK_INT(m->n_contacts, 5);
@@ -464,8 +471,8 @@ static void test_contact_bare_uri_params_belong_to_header(void)
 {
 	struct sipmsg *m = NULL;
 
-	CHECK_INT(parse(REG_HEAD "Contact: sip:+19725552222@gw1.example.net;unknownparam" CRLF
-			END_LINES,
+	CHECK_INT(parse(REG_HEAD
+			"Contact: sip:+19725552222@gw1.example.net;unknownparam" CRLF END_LINES,
 			&m, NULL),
 		  0);
 	CHECK(m && m->n_contacts == 1);
@@ -475,10 +482,11 @@ static void test_contact_bare_uri_params_belong_to_header(void)
 		CHECK_MEM(m->contacts[0].params.p, m->contacts[0].params.len, ";unknownparam");
 	}
 	sipmsg_free(&m);
-	CHECK_INT(parse(REG_HEAD "Contact: <sip:+19725552222@gw1.example.net;unknownparam>" CRLF
-			END_LINES,
-			&m, NULL),
-		  0);
+	CHECK_INT(
+	    parse(REG_HEAD
+		  "Contact: <sip:+19725552222@gw1.example.net;unknownparam>" CRLF END_LINES,
+		  &m, NULL),
+	    0);
 	CHECK(m && m->n_contacts == 1);
 	if (m && m->n_contacts == 1) {
 		CHECK_MEM(m->contacts[0].uri.p, m->contacts[0].uri.len,
@@ -493,8 +501,9 @@ static void test_contact_uri_headers_kept_in_brackets(void)
 	struct sipmsg *m = NULL;
 	int st;
 
-	CHECK_INT(parse(REG_HEAD "Contact: <sip:user@example.com?Route=%3Csip:sip.example.com%3E>"
-			CRLF END_LINES,
+	CHECK_INT(parse(REG_HEAD
+			"Contact: <sip:user@example.com?Route=%3Csip:sip.example.com%3E>" CRLF
+			    END_LINES,
 			&m, NULL),
 		  0);
 	CHECK(m && m->n_contacts == 1);
@@ -503,10 +512,12 @@ static void test_contact_uri_headers_kept_in_brackets(void)
 			  "sip:user@example.com?Route=%3Csip:sip.example.com%3E");
 	sipmsg_free(&m);
 	/* without <> a '?' is not allowed (regbadct) */
-	CHECK_INT(parse(REG_HEAD "Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E"
-			CRLF END_LINES,
-			&m, &st),
-		  EBADMSG);
+	CHECK_INT(
+	    parse(
+		REG_HEAD
+		"Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E" CRLF END_LINES,
+		&m, &st),
+	    EBADMSG);
 	CHECK_INT(st, 400);
 	sipmsg_free(&m);
 }
@@ -516,13 +527,13 @@ static void test_contact_expires_param_not_digits_gets_400(void)
 	struct sipmsg *m = NULL;
 	int st = 0;
 
-	CHECK_INT(parse(REG_HEAD "Contact: <sip:a@b.example.com>;expires=soon" CRLF END_LINES, &m,
-			&st),
+	CHECK_INT(parse(REG_HEAD "Contact: <sip:a@b.example.com>;expires=soon" CRLF END_LINES,
+			&m, &st),
 		  EBADMSG);
 	CHECK_INT(st, 400);
 	sipmsg_free(&m);
-	CHECK_INT(parse(REG_HEAD "Contact: <sip:a@b.example.com>;expires=280297596632815" CRLF
-			END_LINES,
+	CHECK_INT(parse(REG_HEAD
+			"Contact: <sip:a@b.example.com>;expires=280297596632815" CRLF END_LINES,
 			&m, NULL),
 		  0);
 	sipmsg_free(&m);
@@ -536,7 +547,8 @@ static void test_contact_star(void)
 	CHECK(m && m->contact_star && m->n_contacts == 0 && m->expires_hdr == 0);
 	sipmsg_free(&m);
 	/* mixed with a real contact: reported, the registrar refuses it */
-	CHECK_INT(parse(REG_HEAD "Contact: *" CRLF "Contact: <sip:a@b.example.com>" CRLF END_LINES,
+	CHECK_INT(parse(REG_HEAD "Contact: *" CRLF
+				 "Contact: <sip:a@b.example.com>" CRLF END_LINES,
 			&m, NULL),
 		  0);
 	CHECK(m && m->contact_star && m->n_contacts == 1);
@@ -548,9 +560,10 @@ static void test_compact_headers(void)
 	struct sipmsg *m = NULL;
 
 	CHECK_INT(parse(REG_LINE "v: SIP/2.0/TCP client.example.com:5061;branch=z9hG4bKc1" CRLF
-			"t: <sip:carol@example.com>" CRLF "f: <sip:carol@example.com>;tag=ft" CRLF
-			"i: compact-1@example.com" CRLF "CSeq: 5 REGISTER" CRLF
-			"m: <sip:carol@192.0.2.9>" CRLF "l: 0" CRLF CRLF,
+				 "t: <sip:carol@example.com>" CRLF
+				 "f: <sip:carol@example.com>;tag=ft" CRLF
+				 "i: compact-1@example.com" CRLF "CSeq: 5 REGISTER" CRLF
+				 "m: <sip:carol@192.0.2.9>" CRLF "l: 0" CRLF CRLF,
 			&m, NULL),
 		  0);
 	if (!m)
@@ -568,7 +581,8 @@ static void test_folded_headers(void)
 {
 	struct sipmsg *m = NULL;
 
-	CHECK_INT(parse(REG_LINE VIA_LINE "TO :" CRLF " sip:bob@example.com ;   tag    = 19n" CRLF
+	CHECK_INT(parse(REG_LINE VIA_LINE
+			"TO :" CRLF " sip:bob@example.com ;   tag    = 19n" CRLF
 			"from   : \"B \\\"x\\\"\"  <sip:bob@example.com>" CRLF "  ;" CRLF
 			"  tag = 98asjd8" CRLF CALLID_LINE CSEQ_LINE
 			"Contact: <sip:bob@192.0.2.4>" CRLF "  ;expires=30," CRLF
@@ -596,11 +610,13 @@ static void test_header_values_split_and_bounded(void)
 	struct sipmsg *m = NULL;
 	struct sip_str v[8];
 
-	CHECK_INT(parse(REG_HEAD "Supported: path, outbound" CRLF "k: gruu" CRLF
-			"Authorization: Digest username=\"bob\", realm=\"example.com\"" CRLF
-			END_LINES,
-			&m, NULL),
-		  0);
+	CHECK_INT(
+	    parse(
+		REG_HEAD
+		"Supported: path, outbound" CRLF "k: gruu" CRLF
+		"Authorization: Digest username=\"bob\", realm=\"example.com\"" CRLF END_LINES,
+		&m, NULL),
+	    0);
 	if (!m)
 		return;
 	CHECK_INT(sipmsg_header_values(m, "Supported", "k", true, v, 8), 3);
@@ -690,7 +706,7 @@ static void test_escaped_method_is_not_register(void)
 	struct sipmsg *m = NULL;
 
 	CHECK_INT(parse("RE%47IST%45R sip:registrar.example.com SIP/2.0" CRLF VIA_LINE TO_LINE
-			FROM_LINE CALLID_LINE "CSeq: 29344 RE%47IST%45R" CRLF
+			    FROM_LINE CALLID_LINE "CSeq: 29344 RE%47IST%45R" CRLF
 			"C%6Fntact: <sip:alias2@host2.example.com>" CRLF END_LINES,
 			&m, NULL),
 		  0);
@@ -732,7 +748,7 @@ static void test_uri_aor_canonical(void)
 static void test_uri_aor_rejects(void)
 {
 	char a[128];
-	struct sip_str u = { .p = "sip:bob@example.com", .len = 19 };
+	struct sip_str u = {.p = "sip:bob@example.com", .len = 19};
 
 	CHECK_INT(aor_of("tel:+15551234", a, sizeof(a)), EINVAL);
 	CHECK_INT(aor_of("isbn:2983792873", a, sizeof(a)), EINVAL);
@@ -762,7 +778,8 @@ static bool keys_equal(const char *x, const char *y)
 {
 	char a[256], b[256];
 
-	return key_of(x, a, sizeof(a)) == 0 && key_of(y, b, sizeof(b)) == 0 && strcmp(a, b) == 0;
+	return key_of(x, a, sizeof(a)) == 0 && key_of(y, b, sizeof(b)) == 0 &&
+	       strcmp(a, b) == 0;
 }
 
 static void test_uri_key_equal_forms(void)
@@ -796,13 +813,20 @@ static void test_uri_key_distinct_forms(void)
 
 static void test_host_valid(void)
 {
-	static const char *const good[] = { "example.com", "a", "EXAMPLE.com.", "a-b.c-d.com",
-					    "192.0.2.1", "255.255.255.255", "[::1]",
-					    "[2001:db8::10:5070]", "[::ffff:192.0.2.1]",
-					    "x1.example" };
-	static const char *const bad[] = { "", "-a.com", "a-.com", "a..com", ".a.com",
-					   "1.2.3.256", "1.2.3", "example.123", "[2001:db8:::1]",
-					   "2001:db8::1", "[::1", "exa_mple.com", "a b", "[]" };
+	static const char *const good[] = {"example.com",
+					   "a",
+					   "EXAMPLE.com.",
+					   "a-b.c-d.com",
+					   "192.0.2.1",
+					   "255.255.255.255",
+					   "[::1]",
+					   "[2001:db8::10:5070]",
+					   "[::ffff:192.0.2.1]",
+					   "x1.example"};
+	static const char *const bad[] = {
+	    "",	     "-a.com",	    "a-.com",	      "a..com",	     ".a.com", "1.2.3.256",
+	    "1.2.3", "example.123", "[2001:db8:::1]", "2001:db8::1", "[::1",   "exa_mple.com",
+	    "a b",   "[]"};
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		if (!sipmsg_host_valid(good[i], strlen(good[i]))) {
@@ -823,30 +847,32 @@ static void test_response_parsed_as_response(void)
 	struct sipmsg *m = NULL;
 
 	CHECK_INT(parse("SIP/2.0 200 OK" CRLF VIA_LINE TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE
-			END_LINES,
+			    END_LINES,
 			&m, NULL),
 		  0);
 	CHECK(m && m->is_response && m->cseq == 1826);
 	sipmsg_free(&m);
-	CHECK_INT(parse("SIP/2.0 100 " CRLF VIA_LINE TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE
-			END_LINES,
-			&m, NULL),
-		  0);
+	CHECK_INT(
+	    parse(
+		"SIP/2.0 100 " CRLF VIA_LINE TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
+		&m, NULL),
+	    0);
 	CHECK(m && m->is_response);
 	sipmsg_free(&m);
 }
 
 static void test_response_bad_status_code_is_garbage(void)
 {
-	static const char *const lines[] = { "SIP/2.0 4294967301 better not break the receiver",
-					     "SIP/2.0 099 Low", "SIP/2.0 700 High",
-					     "SIP/2.0 20 Short", "SIP/2.0 2000 Long" };
+	static const char *const lines[] = {"SIP/2.0 4294967301 better not break the receiver",
+					    "SIP/2.0 099 Low", "SIP/2.0 700 High",
+					    "SIP/2.0 20 Short", "SIP/2.0 2000 Long"};
 	char buf[512];
 	struct sipmsg *m = NULL;
 
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		snprintf(buf, sizeof(buf), "%s" CRLF VIA_LINE TO_LINE FROM_LINE CALLID_LINE
-			 CSEQ_LINE END_LINES, lines[i]);
+		snprintf(buf, sizeof(buf),
+			 "%s" CRLF VIA_LINE TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES,
+			 lines[i]);
 		CHECK_INT(parse(buf, &m, NULL), EBADMSG);
 		CHECK(m == NULL);
 		sipmsg_free(&m);
@@ -855,9 +881,10 @@ static void test_response_bad_status_code_is_garbage(void)
 
 static void test_raw_nul_in_quoted_display_name_parses(void)
 {
-	static const char msg[] = "OPTIONS sip:example.com SIP/2.0" CRLF VIA_LINE
-				  "To: \"BEL:\\\a NUL:\\\0 DEL:\\\x7f\" <sip:u@example.com>" CRLF
-				  FROM_LINE CALLID_LINE "CSeq: 1 OPTIONS" CRLF END_LINES;
+	static const char msg[] =
+	    "OPTIONS sip:example.com SIP/2.0" CRLF VIA_LINE
+	    "To: \"BEL:\\\a NUL:\\\0 DEL:\\\x7f\" <sip:u@example.com>" CRLF FROM_LINE
+		CALLID_LINE "CSeq: 1 OPTIONS" CRLF END_LINES;
 	struct sipmsg *m = NULL;
 	int st;
 
@@ -911,10 +938,10 @@ static void test_multipart_body_not_parsed_by_libosip2(void)
 {
 	/* libosip2 5.3.0 leaks on this body (found by fuzzing); the ASan run catches a leak,
 	 * every build checks that the raw bytes stay exact */
-	static const char msg[] = "OPTIONS sip:example.com SIP/2.0" CRLF VIA_LINE TO_LINE FROM_LINE
-				  CALLID_LINE "CSeq: 1 OPTIONS" CRLF
-				  "Content-Type: multipart/mixed;boundary=7" CRLF CRLF
-				  "--75Content-Type: a\nContent-Type: \r\n\n--7a";
+	static const char msg[] =
+	    "OPTIONS sip:example.com SIP/2.0" CRLF VIA_LINE TO_LINE FROM_LINE CALLID_LINE
+	    "CSeq: 1 OPTIONS" CRLF "Content-Type: multipart/mixed;boundary=7" CRLF CRLF
+	    "--75Content-Type: a\nContent-Type: \r\n\n--7a";
 	struct sipmsg *m = NULL;
 
 	CHECK_INT(sipmsg_parse(&m, msg, sizeof(msg) - 1, NULL, NULL), 0);
@@ -962,8 +989,8 @@ static void test_libosip2_never_writes_stdout(void)
 
 /* ---- sipresp ---- */
 
-static const struct sip_source src4 = { .proto = SIP_PROTO_UDP, .ip = "198.51.100.7",
-					.port = 40000 };
+static const struct sip_source src4 = {
+    .proto = SIP_PROTO_UDP, .ip = "198.51.100.7", .port = 40000};
 
 static struct sipmsg *must_parse(const char *s)
 {
@@ -981,11 +1008,12 @@ static bool has(const struct sipresp *r, const char *needle)
 static void test_resp_copies_vias_in_order(void)
 {
 	struct sipmsg *m = must_parse(
-		REG_LINE "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKa1, SIP/2.0/TCP "
-			 "p1.example.com;branch=z9hG4bKp1;received=192.0.2.3" CRLF
-			 "v: SIP/2.0/UDP p2.example.com" CRLF "  ;branch=z9hG4bKp2" CRLF TO_LINE
-			 FROM_LINE CALLID_LINE CSEQ_LINE END_LINES);
-	struct sipresp r = { 0 };
+	    REG_LINE
+	    "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKa1, SIP/2.0/TCP "
+	    "p1.example.com;branch=z9hG4bKp1;received=192.0.2.3" CRLF
+	    "v: SIP/2.0/UDP p2.example.com" CRLF
+	    "  ;branch=z9hG4bKp2" CRLF TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES);
+	struct sipresp r = {0};
 
 	if (!m)
 		return;
@@ -1005,7 +1033,7 @@ static void test_resp_copies_vias_in_order(void)
 static void test_resp_received_added_when_host_differs(void)
 {
 	struct sipmsg *m = must_parse(REG_HEAD END_LINES); /* Via names 192.0.2.1 */
-	struct sipresp r = { 0 };
+	struct sipresp r = {0};
 
 	if (!m)
 		return;
@@ -1018,11 +1046,11 @@ static void test_resp_received_added_when_host_differs(void)
 
 static void test_resp_no_received_when_host_is_source(void)
 {
-	struct sipmsg *m = must_parse(REG_LINE "Via: SIP/2.0/UDP [2001:DB8::1]:5060;branch=z9hG4bKq"
-					       CRLF TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE
-						       END_LINES);
-	struct sip_source s6 = { .proto = SIP_PROTO_UDP, .ip = "2001:db8::1", .port = 5060 };
-	struct sipresp r = { 0 };
+	struct sipmsg *m = must_parse(
+	    REG_LINE "Via: SIP/2.0/UDP [2001:DB8::1]:5060;branch=z9hG4bKq" CRLF TO_LINE
+		FROM_LINE CALLID_LINE CSEQ_LINE END_LINES);
+	struct sip_source s6 = {.proto = SIP_PROTO_UDP, .ip = "2001:db8::1", .port = 5060};
+	struct sipresp r = {0};
 
 	if (!m)
 		return;
@@ -1035,10 +1063,10 @@ static void test_resp_no_received_when_host_is_source(void)
 
 static void test_resp_rport_filled_and_received_added(void)
 {
-	struct sipmsg *m = must_parse(REG_LINE
-				      "Via: SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bKr"
-				      CRLF TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES);
-	struct sipresp r = { 0 };
+	struct sipmsg *m = must_parse(
+	    REG_LINE "Via: SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bKr" CRLF TO_LINE
+		FROM_LINE CALLID_LINE CSEQ_LINE END_LINES);
+	struct sipresp r = {0};
 
 	if (!m)
 		return;
@@ -1052,15 +1080,16 @@ static void test_resp_rport_filled_and_received_added(void)
 
 static void test_resp_rport_with_value_left_alone(void)
 {
-	struct sipmsg *m = must_parse(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;rport=1234;branch=z9hG4bKs"
-					       CRLF TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE
-						       END_LINES);
-	struct sipresp r = { 0 };
+	struct sipmsg *m = must_parse(
+	    REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;rport=1234;branch=z9hG4bKs" CRLF TO_LINE
+		FROM_LINE CALLID_LINE CSEQ_LINE END_LINES);
+	struct sipresp r = {0};
 
 	if (!m)
 		return;
 	CHECK_INT(sipresp_start(&r, m, 200, "OK", &src4), 0);
-	CHECK(has(&r, "Via: SIP/2.0/UDP 192.0.2.1;rport=1234;branch=z9hG4bKs;received=198.51.100.7"));
+	CHECK(has(
+	    &r, "Via: SIP/2.0/UDP 192.0.2.1;rport=1234;branch=z9hG4bKs;received=198.51.100.7"));
 	sipresp_clear(&r);
 	sipmsg_free(&m);
 }
@@ -1071,7 +1100,7 @@ static void test_resp_to_tag_added_and_stable(void)
 	struct sipmsg *m2 = must_parse(REG_HEAD END_LINES);
 	struct sipmsg *m3 = must_parse(REG_LINE VIA_LINE TO_LINE FROM_LINE
 				       "Call-ID: another-call" CRLF CSEQ_LINE END_LINES);
-	struct sipresp r = { 0 }, r2 = { 0 }, r3 = { 0 };
+	struct sipresp r = {0}, r2 = {0}, r3 = {0};
 	const char *t1, *t3;
 
 	if (!m || !m2 || !m3)
@@ -1100,9 +1129,10 @@ out:
 
 static void test_resp_to_tag_kept(void)
 {
-	struct sipmsg *m = must_parse(REG_LINE VIA_LINE "To: <sip:bob@example.com>;tag=abc" CRLF
-					      FROM_LINE CALLID_LINE CSEQ_LINE END_LINES);
-	struct sipresp r = { 0 };
+	struct sipmsg *m = must_parse(
+	    REG_LINE VIA_LINE
+	    "To: <sip:bob@example.com>;tag=abc" CRLF FROM_LINE CALLID_LINE CSEQ_LINE END_LINES);
+	struct sipresp r = {0};
 
 	if (!m)
 		return;
@@ -1116,7 +1146,7 @@ static void test_resp_to_tag_kept(void)
 static void test_resp_headers_and_finish(void)
 {
 	struct sipmsg *m = must_parse(REG_HEAD END_LINES);
-	struct sipresp r = { 0 };
+	struct sipresp r = {0};
 	char expect[64];
 
 	if (!m)
@@ -1126,8 +1156,8 @@ static void test_resp_headers_and_finish(void)
 	sipresp_append(&r, "X-Test: 1\r\n", 11);
 	CHECK_INT(sipresp_finish(&r), 0);
 	CHECK(r.buf && strncmp(r.buf, "SIP/2.0 423 Interval Too Brief\r\n", 32) == 0);
-	snprintf(expect, sizeof(expect), "Min-Expires: 60\r\nX-Test: 1\r\nServer: sipreg/%s\r\n",
-		 SIPREG_VERSION);
+	snprintf(expect, sizeof(expect),
+		 "Min-Expires: 60\r\nX-Test: 1\r\nServer: sipreg/%s\r\n", SIPREG_VERSION);
 	CHECK(has(&r, expect));
 	CHECK(r.len > 22 && memcmp(r.buf + r.len - 21, "Content-Length: 0\r\n\r\n", 21) == 0);
 	/* finishing twice does not add a second tail */
@@ -1142,7 +1172,7 @@ static void test_resp_headers_and_finish(void)
 
 static void test_resp_date_rfc1123(void)
 {
-	struct sipresp r = { 0 };
+	struct sipresp r = {0};
 
 	sipresp_date(&r, 784887151); /* 1994-11-15 08:12:31 UTC (RFC 3261 example) */
 	CHECK(r.buf && r.len == strlen("Date: Tue, 15 Nov 1994 08:12:31 GMT\r\n"));
@@ -1153,12 +1183,12 @@ static void test_resp_date_rfc1123(void)
 
 static void test_error_raw_copies_lines(void)
 {
-	static const char msg[] = "INVITE sip:x@example.com SIP/2.0" CRLF
-				  "v: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1" CRLF
-				  "To: \"unterminated <sip:x@example.com>" CRLF
-				  "From: <sip:y@example.com>;tag=1" CRLF "Subject: skip me" CRLF
-				  "Call-ID: raw-1" CRLF "CSeq: 1 INVITE" CRLF CRLF;
-	struct sipresp r = { 0 };
+	static const char msg[] =
+	    "INVITE sip:x@example.com SIP/2.0" CRLF
+	    "v: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1" CRLF
+	    "To: \"unterminated <sip:x@example.com>" CRLF "From: <sip:y@example.com>;tag=1" CRLF
+	    "Subject: skip me" CRLF "Call-ID: raw-1" CRLF "CSeq: 1 INVITE" CRLF CRLF;
+	struct sipresp r = {0};
 
 	CHECK_INT(sipresp_error_raw(&r, msg, sizeof(msg) - 1, 400, "Bad Request", &src4), 0);
 	CHECK(has(&r, "SIP/2.0 400 Bad Request\r\n"
@@ -1173,15 +1203,15 @@ static void test_error_raw_copies_lines(void)
 
 static void test_error_raw_needs_request_line_and_via(void)
 {
-	static const char no_via[] = "INVITE sip:x@example.com SIP/2.0" CRLF "To: <sip:x@e.com>"
-				     CRLF CRLF;
-	static const char no_version[] = "INVITE sip:x@example.com" CRLF
-					 "Via: SIP/2.0/UDP 192.0.2.1" CRLF CRLF;
-	static const char response[] = "SIP/2.0 200 OK" CRLF "Via: SIP/2.0/UDP 192.0.2.1" CRLF
-				       CRLF;
-	static const char ack[] = "ACK sip:x@example.com SIP/2.0" CRLF
-				  "Via: SIP/2.0/UDP 192.0.2.1" CRLF CRLF;
-	struct sipresp r = { 0 };
+	static const char no_via[] =
+	    "INVITE sip:x@example.com SIP/2.0" CRLF "To: <sip:x@e.com>" CRLF CRLF;
+	static const char no_version[] =
+	    "INVITE sip:x@example.com" CRLF "Via: SIP/2.0/UDP 192.0.2.1" CRLF CRLF;
+	static const char response[] =
+	    "SIP/2.0 200 OK" CRLF "Via: SIP/2.0/UDP 192.0.2.1" CRLF CRLF;
+	static const char ack[] =
+	    "ACK sip:x@example.com SIP/2.0" CRLF "Via: SIP/2.0/UDP 192.0.2.1" CRLF CRLF;
+	struct sipresp r = {0};
 
 	CHECK_INT(sipresp_error_raw(&r, no_via, sizeof(no_via) - 1, 400, "Bad", &src4), ENOENT);
 	CHECK_INT(sipresp_error_raw(&r, no_version, sizeof(no_version) - 1, 400, "Bad", &src4),
@@ -1218,9 +1248,9 @@ static char *read_file(const char *path, size_t *len)
 /* Files whose notes let an element accept the message leniently. */
 static bool lenient_ok(const char *file)
 {
-	static const char *const names[] = { "trws.dat",     "lwsstart.dat", "escruri.dat",
-					     "baddate.dat",  "regbadct.dat", "badaspec.dat",
-					     "badbranch.dat", "ipv6-bug-abnf-3-colons" };
+	static const char *const names[] = {
+	    "trws.dat",	    "lwsstart.dat", "escruri.dat",   "baddate.dat",
+	    "regbadct.dat", "badaspec.dat", "badbranch.dat", "ipv6-bug-abnf-3-colons"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(file, names[i]) == 0)
@@ -1238,7 +1268,7 @@ static bool refusal_ok(const char *file)
 /* Everything a caller may do with the result, to shake out bad pointers under ASan. */
 static void exercise(const struct sipmsg *m, const char *buf, size_t len)
 {
-	struct sipresp r = { 0 };
+	struct sipresp r = {0};
 	char key[1024];
 	size_t klen;
 
@@ -1395,8 +1425,8 @@ static void conformance_expect(const char *sub, const char *file, int rc_want, i
 		return;
 	rc = sipmsg_parse(&m, buf, len, &st, NULL);
 	if (rc != rc_want || (rc && st != st_want))
-		printf("#   %s: rc=%d status=%d, expected rc=%d status=%d\n", file, rc, st, rc_want,
-		       st_want);
+		printf("#   %s: rc=%d status=%d, expected rc=%d status=%d\n", file, rc, st,
+		       rc_want, st_want);
 	CHECK_INT(rc, rc_want);
 	if (rc)
 		CHECK_INT(st, st_want);
