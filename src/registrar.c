@@ -133,6 +133,20 @@ static int registrar_check_require(const struct sipmsg *m, struct reg_decision *
 	return 0;
 }
 
+bool registrar_require_unsupported(const struct sipmsg *m, char *buf, size_t len)
+{
+	struct reg_decision d = { 0 };
+	bool refused;
+
+	if (registrar_check_require(m, &d) != 0 || len == 0)
+		return false;
+	refused = d.status == 420;
+	if (refused)
+		snprintf(buf, len, "%s", d.unsupported);
+	registrar_decision_clear(&d);
+	return refused;
+}
+
 /* RFC 3327 §5.3: the registrar stores the Path values and copies them into the 200.
  * A Path in a REGISTER whose UA did not say Supported: path is left to local policy, and
  * the recommended policy is 420 (Bad Extension) naming path: it lets the UA see that a

@@ -39,6 +39,10 @@ int registrar_check(const struct registrar_conf *cfg, const struct sipmsg *req, 
 		    struct reg_decision *d);
 void registrar_decision_clear(struct reg_decision *d);
 
+/* RFC 3261 §8.2.2.3 for requests other than REGISTER: true when Require names an
+ * option-tag we do not support; buf then holds the comma-separated list for Unsupported. */
+bool registrar_require_unsupported(const struct sipmsg *m, char *buf, size_t len);
+
 /* Status and reason for a backend refusal (out-of-order CSeq, too many contacts). */
 int registrar_outcome_status(const struct registrar_conf *cfg, enum reg_outcome outcome,
 			     const char **reason_r);

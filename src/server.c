@@ -370,6 +370,7 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 /* Methods other than REGISTER end here, in their own transaction. */
 static void server_other(struct server *srv, struct sipmsg *m, const struct net_flow *flow)
 {
+	char unsupported[REGISTRAR_AOR_MAX];
 	struct sipresp r = { 0 };
 	struct tsx *t;
 	int status;
@@ -381,6 +382,12 @@ static void server_other(struct server *srv, struct sipmsg *m, const struct net_
 	}
 	switch (m->method) {
 	case SIP_M_OPTIONS:
+		if (registrar_require_unsupported(m, unsupported, sizeof(unsupported))) {
+			status = 420;
+			sipresp_start(&r, m, status, "Bad Extension", &flow->src);
+			sipresp_header(&r, "Unsupported", "%s", unsupported);
+			break;
+		}
 		status = 200;
 		sipresp_start(&r, m, status, "OK", &flow->src);
 		sipresp_header(&r, "Allow", "%s", server_allow);
