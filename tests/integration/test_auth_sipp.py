@@ -1,0 +1,68 @@
+# Many users answering digest challenges at once: sipp (package sip-tester) runs
+# tests/sipp/register-auth.xml (MD5, qop=auth) for N provisioned users over UDP and then
+# over TCP against a sipregd with auth on; every call must succeed, and the bindings must be
+# there afterwards (checked with the harness client, itself authenticating with SHA-256).
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from sipreg_test import (Sipregd, check, check_eq, free_port, register_with_auth,  # noqa: E402
+                         run_sipp, run_tests, sipp_report, source_root)
+
+N_USERS = 1000
+SCENARIO = os.path.join(source_root(), "tests", "sipp", "register-auth.xml")
+
+
+def users_file(expires):
+    fd, path = tempfile.mkstemp(prefix="sipp-auth-users-", suffix=".csv")
+    with os.fdopen(fd, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for i in range(1, N_USERS + 1):
+            f.write("user%d;%d;[authentication username=user%d password=pass%d]\n" %
+                    (i, expires, i, i))
+    return path
+
+
+def config():
+    return {"users": [{"user": "user%d" % i, "password": "pass%d" % i}
+                      for i in range(1, N_USERS + 1)],
+            # sipp 3.6.1 reads only the first challenge and knows only MD5.
+            "auth": {"enabled": True, "algorithms": ["MD5", "SHA-256"]},
+            "limits": {"max_pending": 10000}}
+
+
+def drive(d, transport, expires):
+    port = free_port()
+    inf = users_file(expires)
+    try:
+        rc, stats, wd = run_sipp("127.0.0.1:%d" % d.port, SCENARIO, N_USERS,
+                                 transport=transport, rate=500, timeout=120, inf=inf,
+                                 keys={"domain": "example.com"},
+                                 extra=["-p", str(port), "-auth_uri", "example.com"])
+    finally:
+        os.unlink(inf)
+    ok = int(stats.get("SuccessfulCall(C)", "-1"))
+    failed = int(stats.get("FailedCall(C)", "-1"))
+    check(rc == 0 and ok == N_USERS and failed == 0,
+          "sipp %s: rc=%d ok=%d failed=%d\n%s" % (transport, rc, ok, failed, sipp_report(wd)))
+    return port
+
+
+def test_sipp_md5_digest_registers_many_users_over_udp_then_tcp():
+    with Sipregd(config(), start_timeout=20) as d:
+        udp_port = drive(d, "u1", 600)
+        tcp_port = drive(d, "t1", 900)
+        with d.client() as c:
+            for i in (1, 2, 500, N_USERS):
+                u = "user%d" % i
+                r, chal = register_with_auth(c, u, "pass%d" % i, algorithm="SHA-256")
+                check(chal is not None, "the query was challenged")
+                check_eq(r.status, 200, "authenticated query of %s" % u)
+                cm = r.contact_map()
+                want = ["sip:%s@127.0.0.1:%d;transport=%s" % (u, p, t)
+                        for p, t in ((tcp_port, "TCP"), (udp_port, "UDP"))]
+                check_eq(sorted(cm), sorted(want), "bindings of %s" % u)
+
+
+run_tests()
