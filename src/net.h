@@ -32,9 +32,11 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 void net_free(struct net **np);
 
 /* Send a response along flow. For UDP, port is where it goes (the caller applied
- * §18.2.2: rport -> source port, else Via port or 5060); the address is always the
- * flow's source address. For TCP the bytes go on the same connection; ENOTCONN when it has
- * closed meanwhile. Returns 0 or an errno (the message is dropped, as UDP would). */
+ * §18.2.2: rport -> source port, else Via port or 5060; 0 = the source port); the
+ * address is always the flow's source address. For TCP the bytes go on the same
+ * connection; ENOTCONN when it has closed meanwhile. Returns 0 or an errno (the message
+ * is dropped, as UDP would). Not to be called with a net being freed; the receive
+ * handler must not free the net it is called from. */
 int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const char *buf,
 	     size_t len);
 
