@@ -83,8 +83,9 @@ struct ban_table {
 };
 
 struct auth {
-	uint8_t *secret;
+	uint8_t *secret; /* only until mac is keyed */
 	size_t secret_len;
+	struct digest_hmac *mac;
 	bool enabled;
 	uint32_t nonce_ttl;
 	char **off_domains;
@@ -346,6 +347,14 @@ int auth_alloc(struct auth **ap, const struct auth_conf *conf)
 			    "auth: no auth.secret_file: nonces verify on this process only; "
 			    "instances of a cluster must share one secret_file");
 	}
+	err = digest_hmac_alloc(&a->mac, a->secret, a->secret_len);
+	if (err) {
+		log_err("auth: cannot key HMAC-SHA256: %s", strerror(err));
+		goto fail;
+	}
+	OPENSSL_cleanse(a->secret, a->secret_len);
+	free(a->secret);
+	a->secret = NULL;
 	err = random_fill(&a->salt_prefix, sizeof(a->salt_prefix));
 	if (!err)
 		err = random_fill(&a->salt_counter, sizeof(a->salt_counter));
@@ -375,6 +384,7 @@ void auth_free(struct auth **ap)
 		OPENSSL_cleanse(a->secret, a->secret_len);
 		free(a->secret);
 	}
+	digest_hmac_free(&a->mac);
 	for (size_t i = 0; i < a->n_off_domains; i++)
 		free(a->off_domains[i]);
 	free(a->off_domains);
@@ -711,7 +721,7 @@ static int nonce_mac(const struct auth *a, const uint8_t *head, const struct sip
 	parts[0] =
 	    (struct sip_str){.p = (const char *)head, .len = NONCE_TS_LEN + NONCE_SALT_LEN};
 	parts[1] = (struct sip_str){.p = low, .len = realm->len};
-	err = digest_hmac_sha256(a->secret, a->secret_len, parts, 2, full);
+	err = digest_hmac_run(a->mac, parts, 2, full);
 	if (!err)
 		memcpy(mac, full, NONCE_MAC_LEN);
 	return err;

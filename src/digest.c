@@ -7,9 +7,11 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 
 static EVP_MD *digest_md_cache[2];
+static EVP_MD_CTX *digest_md_ctx;
 static EVP_MAC *digest_hmac_cache;
 
 static const EVP_MD *digest_md(enum digest_alg alg)
@@ -60,13 +62,16 @@ int digest_hash_hex(enum digest_alg alg, const struct sip_str *parts, size_t n, 
 	const EVP_MD *md = digest_md(alg);
 	unsigned char bin[EVP_MAX_MD_SIZE];
 	unsigned int binlen = 0;
-	EVP_MD_CTX *ctx;
+	EVP_MD_CTX *ctx = digest_md_ctx;
 	int err = EIO;
 
 	hex[0] = '\0';
 	if (!md)
 		return EIO;
-	ctx = EVP_MD_CTX_new();
+	/* One context per process, reset by each init: allocating one per hash cost as much
+	 * as the hash itself. The daemon is one thread per process. */
+	if (!ctx)
+		ctx = digest_md_ctx = EVP_MD_CTX_new();
 	if (!ctx)
 		return ENOMEM;
 	if (!EVP_DigestInit_ex(ctx, md, NULL))
@@ -83,7 +88,6 @@ int digest_hash_hex(enum digest_alg alg, const struct sip_str *parts, size_t n, 
 	err = 0;
 out:
 	OPENSSL_cleanse(bin, sizeof(bin));
-	EVP_MD_CTX_free(ctx);
 	return err;
 }
 
@@ -168,6 +172,66 @@ int digest_hmac_sha256(const uint8_t *key, size_t keylen, const struct sip_str *
 out:
 	EVP_MAC_CTX_free(ctx);
 	return err;
+}
+
+struct digest_hmac {
+	EVP_MAC_CTX *ctx; /* keyed once; re-initialised with the same key per use */
+};
+
+int digest_hmac_alloc(struct digest_hmac **hp, const uint8_t *key, size_t keylen)
+{
+	char mdname[] = "SHA2-256";
+	OSSL_PARAM params[2] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, mdname, 0),
+	    OSSL_PARAM_construct_end(),
+	};
+	struct digest_hmac *h;
+
+	*hp = NULL;
+	if (!digest_hmac_cache)
+		digest_hmac_cache = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (!digest_hmac_cache)
+		return EIO;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return ENOMEM;
+	h->ctx = EVP_MAC_CTX_new(digest_hmac_cache);
+	if (!h->ctx) {
+		free(h);
+		return ENOMEM;
+	}
+	if (!EVP_MAC_init(h->ctx, key, keylen, params)) {
+		digest_hmac_free(&h);
+		return EIO;
+	}
+	*hp = h;
+	return 0;
+}
+
+void digest_hmac_free(struct digest_hmac **hp)
+{
+	if (!*hp)
+		return;
+	EVP_MAC_CTX_free((*hp)->ctx);
+	free(*hp);
+	*hp = NULL;
+}
+
+int digest_hmac_run(struct digest_hmac *h, const struct sip_str *parts, size_t n, uint8_t *out)
+{
+	size_t outlen = 0;
+
+	/* A NULL key keeps the key (and its precomputed pads) of the first init. */
+	if (!EVP_MAC_init(h->ctx, NULL, 0, NULL))
+		return EIO;
+	for (size_t i = 0; i < n; i++) {
+		if (parts[i].len &&
+		    !EVP_MAC_update(h->ctx, (const unsigned char *)parts[i].p, parts[i].len))
+			return EIO;
+	}
+	if (!EVP_MAC_final(h->ctx, out, &outlen, DIGEST_HMAC_LEN) || outlen != DIGEST_HMAC_LEN)
+		return EIO;
+	return 0;
 }
 
 static const char b64url_chars[] =

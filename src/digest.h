@@ -49,6 +49,14 @@ bool digest_hex_equal(const char *expected, size_t len, const struct sip_str *gi
 int digest_hmac_sha256(const uint8_t *key, size_t keylen, const struct sip_str *parts, size_t n,
 		       uint8_t *out);
 
+/* A keyed HMAC-SHA256 for many messages under one key (the nonce secret): the key
+ * schedule is done once. *hp: digest_hmac_free(). Returns 0, ENOMEM or EIO. */
+struct digest_hmac;
+int digest_hmac_alloc(struct digest_hmac **hp, const uint8_t *key, size_t keylen);
+void digest_hmac_free(struct digest_hmac **hp);
+/* HMAC of parts[0] || parts[1] || ... into out (DIGEST_HMAC_LEN bytes). Returns 0 or EIO. */
+int digest_hmac_run(struct digest_hmac *h, const struct sip_str *parts, size_t n, uint8_t *out);
+
 /* Unpadded base64url (RFC 4648 §5) of len bytes into out, which must hold
  * digest_b64url_len(len) + 1 bytes; NUL-terminated. Returns the length written. */
 size_t digest_b64url_len(size_t len);
