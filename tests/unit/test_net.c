@@ -28,6 +28,10 @@ struct harness {
 	struct net *net;
 	struct rx rx[MAX_RX];
 	int n_rx;
+	/* When set, the handler answers every message with these bytes at once. */
+	const char *reply;
+	size_t reply_len;
+	int reply_err;
 };
 
 static uint64_t ms_now(void)
@@ -76,6 +80,8 @@ static void on_msg(const char *buf, size_t len, const struct net_flow *flow, voi
 	}
 	r->len = len;
 	r->flow = *flow;
+	if (h->reply)
+		h->reply_err = net_send(h->net, flow, 0, h->reply, h->reply_len);
 }
 
 /* Listeners: UDP and TCP on 127.0.0.1 and ::1, all on port 0. */
@@ -573,6 +579,38 @@ static void test_tcp_large_response_is_buffered_and_flushed(void)
 	harness_fini(&h);
 }
 
+static void test_tcp_close_during_dispatch_is_deferred(void)
+{
+	/* The answer to the first of two pipelined messages overflows what a peer may leave
+	 * unread: the connection closes from inside the handler, the second message is never
+	 * handed over and nothing touches the freed connection (ASan watches). */
+	static const char two[] = MSG2 MSG2;
+	size_t big_len = 16 * 1024 * 1024;
+	char *big = calloc(1, big_len);
+	struct harness h;
+	struct net_stats st;
+	int fd;
+
+	CHECK(big != NULL);
+	CHECK_INT(harness_init(&h, 65535, 10, 60), 0);
+	h.reply = big;
+	h.reply_len = big ? big_len : 0;
+	fd = tcp_connect_rcvbuf(AF_INET, net_listen_port(h.net, 1), 4096);
+	CHECK(write(fd, two, sizeof(two) - 1) == sizeof(two) - 1);
+	CHECK(run_until_rx(&h, 1, 2000));
+	run_ms(&h, 50);
+	CHECK_INT(h.n_rx, 1);
+	CHECK_INT(h.reply_err, ENOBUFS);
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.tcp_conns, 0);
+	CHECK_INT(st.tx_dropped, 1);
+	if (h.n_rx == 1)
+		CHECK_INT(net_send(h.net, &h.rx[0].flow, 0, "x", 1), ENOTCONN);
+	close(fd);
+	harness_fini(&h);
+	free(big);
+}
+
 static void test_net_alloc_reports_bad_listener(void)
 {
 	struct harness h;
@@ -630,6 +668,7 @@ int main(void)
 	RUN(test_tcp_missing_content_length_closes_connection);
 	RUN(test_tcp_send_after_close_is_enotconn);
 	RUN(test_tcp_large_response_is_buffered_and_flushed);
+	RUN(test_tcp_close_during_dispatch_is_deferred);
 	RUN(test_net_alloc_reports_bad_listener);
 	RUN(test_net_shared_port_with_reuseport);
 	CHECK_DONE();
