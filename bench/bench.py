@@ -161,6 +161,15 @@ class Sipregd:
             fields = f.read().rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])      # utime + stime
 
+    def runq_ns(self):
+        """Time spent runnable but waiting for a CPU (schedstat): how much other work on
+        the machine held sipregd back."""
+        try:
+            with open("/proc/%d/schedstat" % self.proc.pid) as f:
+                return int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            return 0
+
     def mem_kb(self):
         """(VmRSS, VmHWM) in kB."""
         rss = hwm = 0
@@ -473,13 +482,14 @@ def parse_args():
 
 
 HEADER = ("offered", "ok/s", "steady", "failed", "retrans", "clean", "p50 ms", "p99 ms",
-          "cpu %", "rss MB", "udp drops")
+          "cpu %", "runq %", "rss MB", "udp drops")
 
 
 def row_cells(r):
     return (str(r["offered"]), "%.0f" % r["ok_per_s"], str(r["ok_steady"]), str(r["fail"]),
             str(r["retrans"]), r["clean"], fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]),
-            "%.0f" % r["cpu_pct"], "%.1f" % (r["rss_kb"] / 1024.0), str(r["udp_drops"]))
+            "%.0f" % r["cpu_pct"], "%.0f" % r["runq_pct"], "%.1f" % (r["rss_kb"] / 1024.0),
+            str(r["udp_drops"]))
 
 
 def print_row(cells, widths):
@@ -528,18 +538,20 @@ def main():
             try:
                 d.start()
                 t0, c0, drops0 = time.monotonic(), d.cpu_ticks(), udp_drops(port)
+                q0 = d.runq_ns()
                 pg0 = pg.postgres_ticks() if pg else 0
                 rows, rtts, sipp_cpu, rc = run_sipp(step, port, rate, a.dur, a.auth,
                                                     a.transport, users_csv)
                 wall = time.monotonic() - t0
                 cpu = (d.cpu_ticks() - c0) / CLK_TCK
+                runq = (d.runq_ns() - q0) / 1e9
                 rss, hwm = d.mem_kb()
                 drops = udp_drops(port) - drops0
                 pg_cpu = (pg.postgres_ticks() - pg0) / CLK_TCK if pg else 0.0
             finally:
                 d.stop()
             r = summarize(rate, a.dur, rows, rtts)
-            r.update(cpu_pct=100.0 * cpu / wall, rss_kb=rss, hwm_kb=hwm, udp_drops=drops,
+            r.update(cpu_pct=100.0 * cpu / wall, runq_pct=100.0 * runq / wall, rss_kb=rss, hwm_kb=hwm, udp_drops=drops,
                      sipp_cpu_pct=100.0 * sipp_cpu / wall, pg_cpu_pct=100.0 * pg_cpu / wall,
                      sipp_rc=rc, transport=a.transport, mode=mode, backend=a.backend)
             results.append(r)
