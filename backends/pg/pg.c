@@ -185,6 +185,9 @@ struct pg_op {
 	int err;
 	bool query_done;      /* the query's NULL result came: the Sync is next */
 	bool final_sent;      /* iterate: the end-of-listing callback ran */
+	bool skipped;         /* sweep: another instance holds the lease, nothing to do */
+	bool has_affinity;    /* apply/fetch: keep to the AOR's connection */
+	uint64_t affinity;
 	size_t aor_off, aor_len; /* apply/fetch: the AOR in buf */
 	size_t user_off, user_len, domain_off, domain_len; /* find_user */
 	struct pg_cached_user *hit; /* find_user answered from the cache */
@@ -239,6 +242,7 @@ struct pg_be {
 	struct event defer_ev;
 	struct event sweep_ev;
 	bool lease;                  /* connection 0 holds the sweeper lease */
+	bool lease_other;            /* another session holds it: sweeping is theirs */
 	bool lease_pending;
 	struct hmap cache;
 	size_t n_cached;
@@ -730,7 +734,7 @@ static void op_deliver(struct pg_op *op)
 	const PGresult *r = op->res;
 	int err = op->err;
 
-	if (!err && !r && !op->hit && op->kind != PG_SETUP)
+	if (!err && !r && !op->hit && !op->skipped && op->kind != PG_SETUP)
 		err = EIO; /* a query that answered nothing */
 	switch (op->kind) {
 	case PG_APPLY: {
@@ -788,7 +792,7 @@ apply_out:
 		break;
 	}
 	case PG_SWEEP:
-		op->cb.sweep(err, err ? 0 : (size_t)res_i64(r, 0, 0), op->arg);
+		op->cb.sweep(err, (err || op->skipped) ? 0 : (size_t)res_i64(r, 0, 0), op->arg);
 		break;
 	case PG_ITERATE: {
 		/* One page of rows by primary key (short statements, bounded memory), then the
@@ -836,6 +840,7 @@ apply_out:
 	case PG_LEASE:
 		be->lease_pending = false;
 		be->lease = !err && r && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] != 0;
+		be->lease_other = !err && !be->lease;
 		if (be->lease)
 			log_info("pg: this instance holds the sweeper lease");
 		break;
@@ -926,14 +931,29 @@ static bool be_reachable(const struct pg_be *be)
 	return false;
 }
 
-static struct pg_conn *be_pick(struct pg_be *be)
+static bool conn_usable(const struct pg_conn *c)
+{
+	return c->state == PC_READY && !c->fail_err;
+}
+
+/* The connection for op, or NULL if it must wait. Ops on one AOR keep to the connection
+ * the AOR hashes to while that one is up: one pipeline runs them in submission order (a
+ * query after a REGISTER sees it) and our own connections never queue on each other's
+ * AOR lock. Everything else goes to the least loaded connection. */
+static struct pg_conn *be_pick(struct pg_be *be, const struct pg_op *op)
 {
 	struct pg_conn *best = NULL;
 
+	if (op->has_affinity) {
+		struct pg_conn *c = &be->conns[op->affinity % be->pool];
+
+		if (conn_usable(c))
+			return c->n_inflight < PG_PIPELINE_DEPTH ? c : NULL;
+	}
 	for (unsigned k = 0; k < be->pool; k++) {
 		struct pg_conn *c = &be->conns[(be->rr + k) % be->pool];
 
-		if (c->state != PC_READY || c->fail_err || c->n_inflight >= PG_PIPELINE_DEPTH)
+		if (!conn_usable(c) || c->n_inflight >= PG_PIPELINE_DEPTH)
 			continue;
 		if (!best || c->n_inflight < best->n_inflight)
 			best = c;
@@ -943,14 +963,17 @@ static struct pg_conn *be_pick(struct pg_be *be)
 	return best;
 }
 
-/* Send what waits while connections have room. */
+/* Send what waits and has a connection with room, oldest first. */
 static void be_pump(struct pg_be *be)
 {
-	struct pg_conn *c;
+	struct pg_op *op = be->qhead, *next;
 
-	while (be->qhead && (c = be_pick(be))) {
-		struct pg_op *op = be->qhead;
+	for (; op; op = next) {
+		struct pg_conn *c = be_pick(be, op);
 
+		next = op->next;
+		if (!c)
+			continue;
 		queue_unlink(be, op);
 		if (conn_send(c, op)) {
 			/* Not in flight unless conn_send queued it: put it back, fail the link. */
@@ -963,6 +986,7 @@ static void be_pump(struct pg_be *be)
 			}
 			c->fail_err = EIO;
 			event_active(&c->failev, EV_TIMEOUT, 0);
+			return;
 		}
 	}
 }
@@ -1098,6 +1122,7 @@ static void conn_fail(struct pg_conn *c, int err)
 	if (c->idx == 0) {
 		be->lease = false; /* the session lock went with the session */
 		be->lease_pending = false;
+		be->lease_other = false;
 	}
 	while ((op = c->head)) {
 		c->head = op->next;
@@ -1430,6 +1455,18 @@ static void be_defer_run(evutil_socket_t fd, short what, void *arg)
 	be_leave(be);
 }
 
+/* Complete op through the loop (it carries its answer already), never inside the call. */
+static void defer_op(struct pg_be *be, struct pg_op *op)
+{
+	op->next = NULL;
+	if (be->dtail)
+		be->dtail->next = op;
+	else
+		be->dhead = op;
+	be->dtail = op;
+	event_active(&be->defer_ev, EV_TIMEOUT, 0);
+}
+
 static void be_sweep_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct pg_be *be = arg;
@@ -1585,6 +1622,8 @@ static int pg_apply(void *p, const struct reg_request *req, location_apply_h *cb
 	param_bytes(op, 0, &req->aor);
 	op->aor_off = op->off[0];
 	op->aor_len = req->aor.len;
+	op->has_affinity = true;
+	op->affinity = hmap_hash(req->aor.p ? req->aor.p : "", req->aor.len);
 	param_bytes(op, 1, &req->call_id);
 	param_i64(op, 2, req->cseq);
 	param_bool(op, 3, req->wildcard);
@@ -1667,6 +1706,8 @@ static int pg_fetch(void *p, const struct sip_str *aor, int64_t now, location_fe
 	param_bytes(op, 0, aor);
 	op->aor_off = op->off[0];
 	op->aor_len = aor->len;
+	op->has_affinity = true;
+	op->affinity = hmap_hash(aor->p ? aor->p : "", aor->len);
 	param_i64(op, 1, now);
 	return op_submit(be, op);
 }
@@ -1681,6 +1722,12 @@ static int pg_sweep(void *p, int64_t now, location_sweep_h *cb, void *arg)
 	op->cb.sweep = cb;
 	op->stmt = STMT_SWEEP;
 	param_i64(op, 0, now);
+	if (be->lease_other) {
+		/* The lease holder sweeps for the cluster; here there is nothing to do. */
+		op->skipped = true;
+		defer_op(be, op);
+		return 0;
+	}
 	return op_submit(be, op);
 }
 
@@ -1781,14 +1828,7 @@ static int pg_find_user(void *p, const struct sip_str *user, const struct sip_st
 		}
 	}
 	if (op->hit) {
-		/* Answer from the cache, after the call returns. */
-		op->next = NULL;
-		if (be->dtail)
-			be->dtail->next = op;
-		else
-			be->dhead = op;
-		be->dtail = op;
-		event_active(&be->defer_ev, EV_TIMEOUT, 0);
+		defer_op(be, op); /* answer from the cache, after the call returns */
 		return 0;
 	}
 	return op_submit(be, op);
