@@ -284,6 +284,50 @@ def test_garbage_datagram_is_survived():
         c.expect(c.request("OPTIONS"), 200)
 
 
+def test_compact_header_forms_are_understood():
+    with Sipregd() as d, d.client() as c:
+        ct = contact_uri(c, "alice")
+        raw = ("REGISTER sip:example.com SIP/2.0\r\n"
+               "v: SIP/2.0/UDP 127.0.0.1:%d;branch=%s;rport\r\n"
+               "f: \"Alice\" <sip:alice@example.com>;tag=abc\r\n"
+               "t: sip:alice@example.com\r\n"
+               "i: compact-%s@test\r\n"
+               "CSeq: 7 REGISTER\r\n"
+               "m: <%s>;expires=300, <%s>;expires=600\r\n"
+               "Max-Forwards: 70\r\n"
+               "l: 0\r\n\r\n" % (c.local[1], new_branch(), new_branch(), ct,
+                                     ct.replace("alice@", "alice2@")))
+        c.send(raw.encode())
+        r = c.recv(2.0)
+        check(r is not None, "answered")
+        check_eq(r.status, 200, "status")
+        cm = r.contact_map()
+        check_eq(len(cm), 2, "two contacts from one m: header")
+        check(near(cm[ct].expires, 300), "expires %r" % r.contacts)
+
+
+def test_oversize_datagram_is_not_processed():
+    with Sipregd({"limits": {"max_message_size": 2000}}) as d, d.client() as c:
+        req = UA(c, "alice").register_req([contact_uri(c)], expires=600,
+                                          headers=[("X-Padding", "p" * 3000)])
+        r = c.transact(req, 1.0)
+        check(r is None or r.status >= 400, "oversize REGISTER refused or dropped: %r" % r)
+        check_eq(UA(c, "alice").query().contacts, [], "nothing bound")
+
+
+def test_two_daemons_share_a_port():
+    # SO_REUSEPORT: one instance per core on the same address.
+    with Sipregd(name="reuse-a") as a:
+        with Sipregd(name="reuse-b", port=a.port, ready_log=" started") as b:
+            check(a.alive() and b.alive(), "both running")
+            with b.client() as c:
+                for _ in range(5):
+                    c.expect(c.request("OPTIONS"), 200)
+        check(a.alive(), "first survives the second's exit")
+        with a.client() as c:
+            c.expect(c.request("OPTIONS"), 200)
+
+
 def test_ipv6_loopback_register_and_query():
     if not ipv6_available():
         raise SkipTest("no IPv6 loopback here")

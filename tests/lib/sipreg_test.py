@@ -309,7 +309,8 @@ class Sipregd:
     _count = 0
 
     def __init__(self, config=None, ipv6=False, udp=True, tcp=True, port=None, name=None,
-                 start_timeout=10.0, stop_timeout=15.0, ready=True, env=None, args=()):
+                 start_timeout=10.0, stop_timeout=15.0, ready=True, env=None, args=(),
+                 ready_log=None):
         Sipregd._count += 1
         self.name = name or "sipregd-%d" % Sipregd._count
         self.ipv6 = ipv6
@@ -341,6 +342,9 @@ class Sipregd:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.wait_ready = ready
+        # Text the log must show before the daemon counts as started: needed when another
+        # process answers on the same port (SO_REUSEPORT) and OPTIONS proves nothing.
+        self.ready_log = ready_log
         self.extra_env = env or {}
         self.extra_args = list(args)
         self.dir = tempfile.mkdtemp(prefix="sipregd-test-")
@@ -379,7 +383,7 @@ class Sipregd:
                     r = c.transact(c.request("OPTIONS"), timeout=0.1)
                 finally:
                     c.close()
-                if r is not None:
+                if r is not None and (not self.ready_log or self.ready_log in self.log_text()):
                     return
             except OSError:
                 pass
