@@ -59,6 +59,7 @@ _Static_assert((int)AUTH_ALG_MD5 == (int)DIGEST_MD5 &&
 struct nc_entry {
 	struct hmap_node node;
 	int64_t expires;
+	int64_t issued; /* the nonce's timestamp */
 	bool live;
 };
 
@@ -66,6 +67,9 @@ struct nc_table {
 	struct hmap map;
 	struct nc_entry *ring;
 	size_t cap, head, count; /* next slot to fill; live slots end at head */
+	/* Newest nonce timestamp among entries evicted before they expired: a nonce issued
+	 * at or before it may have lost its record, so its use cannot be proven fresh. */
+	int64_t horizon;
 };
 
 struct ban_entry {
@@ -742,6 +746,20 @@ static int nonce_make(struct auth *a, const struct sip_str *realm, int64_t now, 
 	return 0;
 }
 
+/* The timestamp a nonce carries (its MAC was checked by auth_nonce_check). */
+static int nonce_issued(const struct auth_creds *c, int64_t *issued)
+{
+	uint8_t raw[NONCE_RAW_LEN];
+	size_t len = 0;
+
+	if (c->nonce.len != NONCE_B64_LEN ||
+	    digest_b64url_decode(c->nonce.p, c->nonce.len, raw, sizeof(raw), &len) != 0 ||
+	    len != sizeof(raw))
+		return EINVAL;
+	*issued = (int64_t)be64_get(raw);
+	return 0;
+}
+
 enum auth_nonce_state auth_nonce_check(const struct auth *a, const struct auth_creds *c,
 				       int64_t now)
 {
@@ -850,7 +868,13 @@ bool auth_nc_replayed(struct auth *a, const struct auth_creds *c, int64_t now)
 			  (uint8_t)(c->nc_value >> 8), (uint8_t)c->nc_value};
 	uint64_t h = hmap_hash_more(hmap_hash(c->nonce.p, c->nonce.len), ncb, sizeof(ncb));
 	struct nc_entry *e;
+	int64_t issued;
 
+	/* A record the ring under pressure had to drop would let that pair be replayed; so
+	 * a nonce as old as the dropped records is treated as used (the client gets a fresh
+	 * challenge) rather than trusted. */
+	if (nonce_issued(c, &issued) != 0 || issued <= t->horizon)
+		return true;
 	for (struct hmap_node *n = hmap_first(&t->map, h); n; n = hmap_next(n, h)) {
 		e = hmap_entry(n, struct nc_entry, node);
 		if (e->expires > now)
@@ -861,16 +885,23 @@ bool auth_nc_replayed(struct auth *a, const struct auth_creds *c, int64_t now)
 		e = &t->ring[(t->head + t->cap - t->count) % t->cap];
 		if (e->expires > now && t->count < t->cap)
 			break;
-		if (e->live)
+		if (e->live) {
+			if (e->expires > now && e->issued > t->horizon)
+				t->horizon = e->issued;
 			hmap_remove(&t->map, &e->node);
+		}
 		e->live = false;
 		t->count--;
 	}
 	e = &t->ring[t->head];
-	if (e->live)
+	if (e->live) {
+		if (e->expires > now && e->issued > t->horizon)
+			t->horizon = e->issued;
 		hmap_remove(&t->map, &e->node);
+	}
 	/* Kept for the nonce's whole remaining life: now + ttl covers ts + ttl. */
 	e->expires = now + (int64_t)a->nonce_ttl + NONCE_MAX_SKEW;
+	e->issued = issued;
 	e->live = true;
 	hmap_insert(&t->map, &e->node, h);
 	t->head = (t->head + 1) % t->cap;

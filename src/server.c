@@ -89,13 +89,14 @@ out:
 }
 
 static void server_reply_unparsed(struct server *srv, const char *buf, size_t len,
-				  const struct net_flow *flow)
+				  const struct net_flow *flow, int status, const char *reason)
 {
 	struct sipresp r = { 0 };
 
 	/* Without a parsed Via there is no rport or sent-by to honour: the only safe place
 	 * for the answer is where the bytes came from. */
-	if (sipresp_error_raw(&r, buf, len, 400, "Bad Request", &flow->src) == 0)
+	if (sipresp_error_raw(&r, buf, len, status ? status : 400,
+			      reason ? reason : "Bad Request", &flow->src) == 0)
 		net_send(srv->net, flow, flow->src.port, r.buf, r.len);
 	sipresp_clear(&r);
 }
@@ -280,6 +281,19 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 		pending_reply(p, 400, "Bad Request: malformed Authorization", 0);
 		return;
 	}
+	/* Failures count against the credentials' username: a guesser naming another
+	 * user in To must meet the same ban. */
+	if (!sip_str_eq(&p->creds.username, &p->d.user) &&
+	    auth_banned(srv->auth, tsx_flow(p->tsx)->src.ip, &p->creds.username, p->now)) {
+		if (auth_ban_action(srv->auth) == BAN_DROP) {
+			tsx_set_owner(p->tsx, NULL, NULL);
+			tsx_discard(p->tsx);
+			pending_free(p);
+			return;
+		}
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
 	p->nonce = auth_nonce_check(srv->auth, &p->creds, p->now);
 	if (p->nonce == AUTH_NONCE_INVALID) {
 		pending_challenge(p, false);
@@ -431,7 +445,7 @@ static void server_on_message(const char *buf, size_t len, const struct net_flow
 		if (m && !m->is_response && m->method != SIP_M_ACK && status)
 			server_reply_stateless(srv, m, flow, status, reason, 0);
 		else if (!m)
-			server_reply_unparsed(srv, buf, len, flow);
+			server_reply_unparsed(srv, buf, len, flow, status, reason);
 		goto out;
 	}
 	if (err)

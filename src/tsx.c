@@ -354,14 +354,14 @@ static struct tsx *tsx_store(struct tsx *t, const char *buf, size_t len)
 	return t;
 }
 
-int tsx_reply(struct tsx *t, int status, const char *buf, size_t len)
+/* Complete t with the final response buf (sent and kept), or with none (buf NULL: the
+ * request is dropped and its retransmissions absorbed silently until Timer J). */
+static int tsx_complete(struct tsx *t, const char *buf, size_t len)
 {
 	struct tsx_table *tab;
 	uint64_t now;
-	int err;
+	int err = 0;
 
-	if (!t || status < 200 || status > 699 || !buf || len == 0)
-		return EINVAL;
 	if (t->completed)
 		return EALREADY;
 	tab = t->tab;
@@ -370,13 +370,15 @@ int tsx_reply(struct tsx *t, int status, const char *buf, size_t len)
 	t->completed = true;
 	t->aborth = NULL;
 	t->owner = NULL;
-	err = net_send(tab->net, &t->flow, t->reply_port, buf, len);
+	if (buf)
+		err = net_send(tab->net, &t->flow, t->reply_port, buf, len);
 	if (t->flow.src.proto != SIP_PROTO_UDP) {
 		/* Reliable transport: Timer J = 0, the peer does not retransmit. */
 		tsx_destroy(t);
 		return err;
 	}
-	t = tsx_store(t, buf, len);
+	if (buf)
+		t = tsx_store(t, buf, len);
 	now = now_ms();
 	t->expire_ms = now + tab->timer_j_ms;
 	t->next = NULL;
@@ -387,6 +389,20 @@ int tsx_reply(struct tsx *t, int status, const char *buf, size_t len)
 	tab->fifo_tail = t;
 	tsx_timer_arm(tab, now);
 	return err;
+}
+
+int tsx_reply(struct tsx *t, int status, const char *buf, size_t len)
+{
+	if (!t || status < 200 || status > 699 || !buf || len == 0)
+		return EINVAL;
+	return tsx_complete(t, buf, len);
+}
+
+int tsx_discard(struct tsx *t)
+{
+	if (!t)
+		return EINVAL;
+	return tsx_complete(t, NULL, 0);
 }
 
 int tsx_reply_provisional(struct tsx *t, const char *buf, size_t len)

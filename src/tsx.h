@@ -43,6 +43,9 @@ void tsx_retransmission(struct tsx *t);
  * t must not be used after this call: a reliable transport frees it at once, and the
  * stored response may move it; tsx_lookup finds it again. */
 int tsx_reply(struct tsx *t, int status, const char *buf, size_t len);
+/* Finish t without answering (a request deliberately dropped, e.g. a banned source):
+ * its retransmissions are absorbed silently until Timer J. t must not be used after. */
+int tsx_discard(struct tsx *t);
 /* Send a provisional response (not stored). */
 int tsx_reply_provisional(struct tsx *t, const char *buf, size_t len);
 void tsx_set_owner(struct tsx *t, tsx_abort_h *aborth, void *owner);

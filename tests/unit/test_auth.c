@@ -615,14 +615,25 @@ static void test_auth_response_ok_password_and_ha1(void)
 	CHECK(!auth_response_ok(&c, &u, &method));
 }
 
+/* A real nonce of a, issued at now, into buf. */
+static struct sip_str nonce_issued_at(struct auth *a, int64_t now, char *buf, size_t cap)
+{
+	char text[2048];
+
+	challenge_text(a, false, now, text, sizeof(text));
+	nonce_of(text, buf, cap);
+	return sip_str_c(buf);
+}
+
 static void test_auth_nc_replay_detected(void)
 {
 	struct auth *a = auth_new(secret_a);
 	struct auth_creds c = {0}, d = {0};
+	char n1[128], n2[128];
 
-	c.nonce = S("nonce-one");
+	c.nonce = nonce_issued_at(a, NOW, n1, sizeof(n1));
 	c.nc_value = 1;
-	d.nonce = S("nonce-two");
+	d.nonce = nonce_issued_at(a, NOW, n2, sizeof(n2));
 	d.nc_value = 1;
 	CHECK(!auth_nc_replayed(a, &c, NOW));
 	CHECK(auth_nc_replayed(a, &c, NOW + 1));
@@ -637,6 +648,9 @@ static void test_auth_nc_replay_detected(void)
 	/* Remembered for the nonce's life; forgotten after it (the nonce is stale then). */
 	CHECK(auth_nc_replayed(a, &c, NOW + 300));
 	CHECK(!auth_nc_replayed(a, &c, NOW + 3 + 300 + 61));
+	/* Something that is not one of our nonces is never taken as fresh. */
+	c.nonce = S("not-a-nonce");
+	CHECK(auth_nc_replayed(a, &c, NOW));
 	auth_free(&a);
 }
 
@@ -644,33 +658,40 @@ static void test_auth_nc_table_bounded_oldest_first(void)
 {
 	struct auth *a = auth_new(secret_a);
 	struct auth_creds c = {0};
-	char n[32];
+	char first[128], filler[128], fresh[128];
 
-	c.nonce = S("the-first-nonce");
+	c.nonce = nonce_issued_at(a, NOW - 1, first, sizeof(first));
 	c.nc_value = 1;
 	CHECK(!auth_nc_replayed(a, &c, NOW));
 	/* Fill the table: 2^20 other pairs push the first one out. */
-	c.nonce = S("filler");
+	c.nonce = nonce_issued_at(a, NOW, filler, sizeof(filler));
 	for (uint32_t i = 1; i <= (1u << 20) - 1; i++) {
 		c.nc_value = i;
 		auth_nc_replayed(a, &c, NOW);
 	}
-	c.nonce = S("the-first-nonce");
+	c.nonce = sip_str_c(first);
 	c.nc_value = 1;
 	CHECK(auth_nc_replayed(a, &c, NOW)); /* still there: table just full */
-	c.nonce = S("filler");
+	c.nonce = sip_str_c(filler);
 	c.nc_value = 1u << 20;
 	CHECK(!auth_nc_replayed(a, &c, NOW));
 	c.nc_value = 1u << 21;
 	CHECK(!auth_nc_replayed(a, &c, NOW));
-	/* The oldest entries are gone, the newest are kept. */
-	snprintf(n, sizeof(n), "the-first-nonce");
-	c.nonce = sip_str_c(n);
+	/* The oldest record is gone, yet its pair is still refused: a nonce as old as a
+	 * record dropped before its time cannot be proven fresh. A new nc of it too. */
+	c.nonce = sip_str_c(first);
 	c.nc_value = 1;
-	CHECK(!auth_nc_replayed(a, &c, NOW));
-	c.nonce = S("filler");
+	CHECK(auth_nc_replayed(a, &c, NOW));
+	c.nc_value = 7;
+	CHECK(auth_nc_replayed(a, &c, NOW));
+	/* The newest are kept; a nonce issued after every dropped record works. */
+	c.nonce = sip_str_c(filler);
 	c.nc_value = 1u << 21;
 	CHECK(auth_nc_replayed(a, &c, NOW));
+	c.nonce = nonce_issued_at(a, NOW + 1, fresh, sizeof(fresh));
+	c.nc_value = 1;
+	CHECK(!auth_nc_replayed(a, &c, NOW + 1));
+	CHECK(auth_nc_replayed(a, &c, NOW + 1));
 	auth_free(&a);
 }
 
