@@ -14,6 +14,7 @@
 #include "config.h"
 #include "digest.h"
 #include "pg_schema.h"
+#include "sipmsg.h"
 
 #define CTL_MAX_ALIASES 64
 
@@ -31,8 +32,9 @@ static const char ctl_usage[] =
 	"\n"
 	"-d takes a libpq connection string (default: libpq's PG* environment); -c reads it from\n"
 	"the location: (db, bindings) or directory: (user) section of a sipregd config.\n"
-	"--password - reads the password from the first line of standard input. In USER, %XX\n"
-	"stands for the byte XX (SIP escaping), so %25 is a literal '%'.\n";
+	"--password - reads the password from the first line of standard input. USER is written\n"
+	"as in a SIP URI (%XX escapes); it is stored in the canonical form the registrar looks\n"
+	"up, and the HA1s are computed over the unescaped user name.\n";
 
 static void ctl_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
@@ -95,16 +97,13 @@ static long ctl_unescape(const char *s, size_t len, char *out)
 	return (long)n;
 }
 
-/* A user part as sipregctl prints it: SIP-safe characters as they are, others as %XX. */
+/* A stored (canonical, escaped) user part: printed as is, anything unprintable as %XX. */
 static void ctl_print_user(const char *p, size_t len)
 {
-	static const char safe[] = "-_.!~*'()&=+$,;?/";
-
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)p[i];
 
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    (c && strchr(safe, c)))
+		if (c > 0x20 && c < 0x7f)
 			putchar(c);
 		else
 			printf("%%%02X", c);
@@ -133,34 +132,39 @@ static size_t ctl_hex_decode(const char *hex, char *out)
 	return n;
 }
 
-/* USER@DOMAIN split at the last '@'; the user unescaped into user (malloc'd, caller frees),
- * the domain lower-cased in place. */
+/* USER@DOMAIN as the directory keys it: the user part canonically escaped and the domain
+ * lower-cased exactly as the registrar builds an AOR (sipmsg_uri_aor), plus the unescaped
+ * user for the HA1s. Strings point into the struct. */
 struct ctl_account {
-	char *user;
+	char canon[1024];
+	char *user;       /* canonical user part, NUL-terminated */
 	size_t user_len;
-	char *domain;
+	char *domain;     /* NUL-terminated */
+	char raw[512];    /* unescaped user part, for HA1 = H(user:realm:password) */
+	size_t raw_len;
 };
 
-static void ctl_account_parse(char *arg, struct ctl_account *a)
+static void ctl_account_parse(const char *arg, struct ctl_account *a)
 {
-	char *at = strrchr(arg, '@');
+	char uri[1100];
+	struct sip_str u, user, domain;
+	const char *at = strrchr(arg, '@');
 	long n;
 
-	if (!at || at == arg || !at[1])
+	if (!at || at == arg || !at[1] || strlen(arg) > 500)
 		ctl_die(2, "'%s' is not USER@DOMAIN", arg);
-	*at = '\0';
-	a->domain = at + 1;
-	for (char *d = a->domain; *d; d++) {
-		if (*d >= 'A' && *d <= 'Z')
-			*d = (char)(*d - 'A' + 'a');
-	}
-	a->user = malloc(strlen(arg) + 1);
-	if (!a->user)
-		ctl_die(1, "out of memory");
-	n = ctl_unescape(arg, strlen(arg), a->user);
+	n = ctl_unescape(arg, (size_t)(at - arg), a->raw);
 	if (n <= 0)
-		ctl_die(2, "bad %%XX escape in user '%s'", arg);
-	a->user_len = (size_t)n;
+		ctl_die(2, "bad %%XX escape in user '%.*s'", (int)(at - arg), arg);
+	a->raw_len = (size_t)n;
+	snprintf(uri, sizeof(uri), "sip:%s", arg);
+	u = sip_str_c(uri);
+	if (sipmsg_uri_aor(&u, a->canon, sizeof(a->canon), &user, &domain))
+		ctl_die(2, "'%s' is not a valid USER@DOMAIN", arg);
+	a->canon[user.len] = '\0'; /* split "user@domain" in place */
+	a->user = a->canon;
+	a->user_len = user.len;
+	a->domain = a->canon + user.len + 1;
 }
 
 /* ---- connection ------------------------------------------------------------------------ */
@@ -359,7 +363,7 @@ static void ctl_ha1s(const struct ctl_account *a, struct ctl_user_opts *o, char 
 {
 	md5[0] = sha256[0] = '\0';
 	if (o->password) {
-		struct sip_str user = { a->user, a->user_len }, realm = sip_str_c(a->domain);
+		struct sip_str user = { a->raw, a->raw_len }, realm = sip_str_c(a->domain);
 		struct sip_str pw;
 
 		if (strcmp(o->password, "-") == 0)
@@ -389,18 +393,15 @@ static char *ctl_aliases_hex(struct ctl_user_opts *o)
 	char *out;
 
 	for (size_t i = 0; i < o->n_aliases; i++)
-		cap += 2 * strlen(o->aliases[i]) + 2;
+		cap += 2 * sizeof(((struct ctl_account *)0)->canon) + 2;
 	out = malloc(cap);
 	if (!out)
 		ctl_die(1, "out of memory");
 	out[0] = '\0';
 	for (size_t i = 0; i < o->n_aliases; i++) {
-		char *copy = strdup(o->aliases[i]);
 		struct ctl_account a;
 
-		if (!copy)
-			ctl_die(1, "out of memory");
-		ctl_account_parse(copy, &a);
+		ctl_account_parse(o->aliases[i], &a);
 		if (i)
 			out[n++] = ',';
 		for (size_t k = 0; k < a.user_len; k++)
@@ -408,8 +409,6 @@ static char *ctl_aliases_hex(struct ctl_user_opts *o)
 		n += (size_t)sprintf(out + n, "40"); /* '@' */
 		for (const char *d = a.domain; *d; d++)
 			n += (size_t)sprintf(out + n, "%02x", (unsigned char)*d);
-		free(a.user);
-		free(copy);
 	}
 	return out;
 }
@@ -586,7 +585,6 @@ static int ctl_user(PGconn *c, int argc, char **argv)
 		rc = ctl_user_passwd(c, &a, argc - 1, argv + 1);
 	else
 		ctl_die(2, "user: unknown command '%s'", argv[0]);
-	free(a.user);
 	return rc;
 }
 

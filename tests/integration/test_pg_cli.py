@@ -69,18 +69,22 @@ def test_user_add_list_passwd_del_round_trip():
         check_eq(ctl(pg, "user", "list", "example.com").stdout.count("\n"), 1, "bob left")
 
 
-def test_user_names_are_bytes_and_round_trip_through_list():
+def test_user_names_are_canonical_sip_user_parts_and_round_trip_through_list():
     with cluster() as pg:
         ctl(pg, "db", "migrate")
-        raw = "o'ne\\il\"%00\u00e9".encode()  # typed escaped below: %25 is '%'
-        typed = "o'ne\\il\"%2500%C3%A9@example.com"
-        ctl(pg, "user", "add", typed, "--password", "pw")
+        # Stored as the registrar looks them up: the canonical escaped user part.
+        ctl(pg, "user", "add", "%41b%63@Example.com", "--password", "pw")
+        check(user_row(pg, b"Abc", "example.com") != "", "escapes of unreserved bytes undone")
+        r = ctl(pg, "user", "add", "Abc@example.com", "--password", "pw", check_rc=False)
+        check(r.returncode != 0 and "already exists" in r.stderr, "same user: " + r.stderr)
         ctl(pg, "user", "add", "nul%00byte@example.com", "--password", "pw")
-        check(user_row(pg, raw, "example.com") != "", "stored as the exact bytes")
-        check_eq(user_row(pg, b"nul\x00byte", "example.com").split("|")[0],
-                 ha1("md5", b"nul\x00byte", b"example.com", b"pw"), "NUL inside the HA1 input")
+        check_eq(user_row(pg, b"nul%00byte", "example.com").split("|")[0],
+                 ha1("md5", b"nul\x00byte", b"example.com", b"pw"),
+                 "key keeps %00, the HA1 is over the real bytes")
+        ctl(pg, "user", "add", "o'ne%5Cil%22x%C3%A9@example.com", "--password", "pw")
         listed = [l.split("\t")[0] for l in ctl(pg, "user", "list").stdout.splitlines()]
-        check_eq(len(listed), 2, "listed")
+        check_eq(len(listed), 3, "listed")
+        check("o'ne%5Cil%22x%C3%A9@example.com" in listed, listed)
         for name in listed:  # what list prints is what del accepts
             ctl(pg, "user", "del", name)
         check_eq(pg.psql("SELECT count(*) FROM users").strip(), "0", "all deleted by listed name")

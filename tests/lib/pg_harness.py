@@ -52,6 +52,8 @@ class PgCluster:
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self):
+        if self.dir is not None:
+            return self  # set up already (setup() called by hand)
         try:
             self.setup()
         except BaseException:
