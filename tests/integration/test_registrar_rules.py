@@ -231,6 +231,27 @@ def test_non_sip_to_uri_gets_400():
         c.expect(req, 400)
 
 
+def test_aor_user_escapes_are_canonicalised():
+    # RFC 3261 §19.1.4: %61 and "a" are the same character in a user part.
+    with Sipregd() as d, d.client() as c:
+        ct = contact_uri(c, "alice")
+        UA(c, "%61lice").register([ct], expires=600)
+        check_eq(list(bindings(c)), [ct], "bound under alice")
+
+
+def test_contact_match_uses_uri_equality():
+    # Host names compare case-insensitively (RFC 3261 §19.1.4): a refresh with another
+    # spelling updates the binding instead of adding one.
+    with Sipregd() as d, d.client() as c:
+        ua = UA(c, "alice")
+        ua.register(["sip:alice@Phone.Example.COM:5070"], expires=600)
+        r = ua.register(["sip:alice@phone.example.com:5070"], expires=1200)
+        check_eq(len(r.contacts), 1, "one binding: %r" % r.contacts)
+        check(1190 <= r.contacts[0].expires <= 1200, "refreshed: %r" % r.contacts)
+        r = ua.register([("sip:alice@PHONE.example.com:5070", {"expires": 0})])
+        check_eq(r.contacts, [], "removed with a third spelling")
+
+
 def test_contact_uri_is_stored_verbatim():
     with Sipregd() as d, d.client() as c:
         ct = "sip:alice@127.0.0.1:5999;transport=tcp;ob"
