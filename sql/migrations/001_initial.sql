@@ -14,18 +14,14 @@
 
 -- Readable form of a SIP byte string: the bytes themselves when they are valid UTF-8 without
 -- NUL, otherwise NUL, '%' and non-ASCII bytes written as %XX (the bytea is authoritative).
-CREATE FUNCTION sipreg_text(b bytea) RETURNS text
+-- sipreg_text() is plain SQL so the planner inlines its common case (plain ASCII: 'escape'
+-- writes a backslash only for NUL, high-bit bytes and backslash itself).
+CREATE FUNCTION sipreg_text_slow(b bytea) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
-	e text := encode(b, 'escape');
 	r text := '';
 	c integer;
 BEGIN
-	-- 'escape' only writes a backslash for NUL, high-bit bytes and backslash itself:
-	-- without one the bytes are plain ASCII (the common case, no exception block).
-	IF position('\' IN e) = 0 THEN
-		RETURN e;
-	END IF;
 	IF position('\x00'::bytea IN b) = 0 THEN
 		BEGIN
 			RETURN convert_from(b, 'UTF8');
@@ -43,6 +39,12 @@ BEGIN
 	END LOOP;
 	RETURN r;
 END $$;
+
+CREATE FUNCTION sipreg_text(b bytea) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+	SELECT CASE WHEN strpos(encode(b, 'escape'), '\') = 0 THEN encode(b, 'escape')
+		    ELSE sipreg_text_slow(b) END
+$$;
 
 CREATE TABLE domains (
 	domain text PRIMARY KEY CHECK (domain <> '' AND domain = lower(domain)),
@@ -80,8 +82,8 @@ CREATE TRIGGER domains_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON do
 CREATE TABLE bindings (
 	id bigserial PRIMARY KEY,
 	aor bytea NOT NULL,               -- canonical "user@domain" as the registrar built it
-	username text NOT NULL,           -- readable user part and domain of aor (proxies)
-	domain text NOT NULL,
+	username varchar NOT NULL,        -- readable user part and domain of aor (proxies;
+	domain varchar NOT NULL,          -- varchar as in Kamailio's table, no cast in the view)
 	contact bytea NOT NULL,           -- Contact URI as received
 	contact_key bytea NOT NULL,       -- RFC 3261 §19.1.4 comparison key; unique per AOR
 	received_proto text NOT NULL DEFAULT 'none'
@@ -318,8 +320,8 @@ INSERT INTO version (table_name, table_version) VALUES ('location', 9)
 CREATE VIEW location AS
 SELECT b.id::integer AS id,
 	('sipreg-' || b.id)::varchar(64) AS ruid,
-	b.username::varchar(64) AS username,
-	b.domain::varchar(64) AS domain,
+	b.username,
+	b.domain,
 	sipreg_text(b.contact)::varchar(512) AS contact,
 	(CASE WHEN b.received_ip IS NULL THEN NULL
 	 ELSE 'sip:' || CASE WHEN family(b.received_ip) = 6

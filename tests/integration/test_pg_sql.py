@@ -262,6 +262,16 @@ def test_location_view_is_read_only_and_live_only():
         check_eq(pg.psql("SELECT count(*) FROM bindings").strip(), "2", "rows after delete")
 
 
+def test_proxy_lookups_can_use_an_index():
+    with cluster() as pg:
+        migrate(pg)
+        for sql in ("SELECT contact FROM location WHERE username = 'u' AND domain = 'd'",
+                    "SELECT contact FROM location WHERE username = 'u'",
+                    "SELECT * FROM sipreg_lookup('u@d')"):
+            plan = pg.psql("SET enable_seqscan = off; EXPLAIN " + sql)
+            check("Seq Scan" not in plan, "%s:\n%s" % (sql, plan))
+
+
 def test_sweep_removes_only_expired_rows():
     with cluster() as pg:
         migrate(pg)
