@@ -1,5 +1,5 @@
 #!/bin/bash
-# Try sipregd on a fresh Debian 12: install the build dependencies, build a release binary
+# Try sipregd on a fresh Debian 12: install the build dependencies, build sipregd
 # and run it in the foreground on config/sipregd.yaml (127.0.0.1:5060, in-memory directory
 # with the demo users listed there). Stop it with Ctrl-C.
 set -euo pipefail
@@ -18,7 +18,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
 		pkg-config libosip2-dev libevent-dev libyaml-dev libxxhash-dev libssl-dev libpq-dev
 fi
 
-[ -d build-demo ] || meson setup build-demo -Dbuildtype=release
+# The build type CI builds and tests (.ci/run).
+[ -d build-demo ] || meson setup build-demo -Dbuildtype=debugoptimized
 ninja -C build-demo sipregd
 ./build-demo/sipregd -c config/sipregd.yaml --check
 exec ./build-demo/sipregd -c config/sipregd.yaml
