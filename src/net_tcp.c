@@ -334,7 +334,8 @@ static void conn_process(struct net_conn *c)
 				  err == EMSGSIZE ? "message too large"
 						  : "no valid Content-Length");
 			n->stats.rx_dropped++;
-			conn_close(c);
+			/* busy is set: the connection is freed once the loop ends. */
+			c->closing = true;
 			break;
 		}
 		c->need = 0;
