@@ -10,11 +10,17 @@
  *   (100 ms doubling to 5 s, with jitter).
  * - Operations: each call copies its request into a struct pg_op (parameters already in
  *   PostgreSQL's binary format: byte strings stay bytes, NUL included) and either sends it
- *   at once on the least loaded READY connection (up to PG_PIPELINE_DEPTH in flight each) or
- *   waits in one bounded FIFO. Each op is one PQsendQueryPrepared followed by its own
- *   PQpipelineSync, so each is its own implicit transaction: its callback runs only after
- *   the Sync's ReadyForQuery, i.e. after COMMIT. An apply is one round trip: the stored
- *   function sipreg_apply() (sql/migrations/) locks the AOR and applies RFC 3261 §10.3 step 7.
+ *   at once or waits in one bounded FIFO. Each op is one PQsendQueryPrepared; a connection
+ *   has at most PG_SYNCS_INFLIGHT transactions in flight, and what waited meanwhile goes
+ *   as the next transaction: up to PG_BATCH_MAX statements and one PQpipelineSync, so one
+ *   commit (one WAL flush with synchronous_commit on) serves them all. Low load: one op per
+ *   transaction, no added latency; high load: batches grow by themselves. Callbacks run
+ *   only after the Sync's ReadyForQuery, i.e. after COMMIT; if any statement of a batch
+ *   failed, the batch rolled back and every op of it fails. A batch's statements are
+ *   ordered by a fixed hash of the AOR (stable, so one AOR's ops keep their order), the same
+ *   order on every instance, so the AOR locks of two batches cannot deadlock. Sweeps and
+ *   listings go alone. An apply is one round trip: the stored function sipreg_apply()
+ *   (sql/migrations/) locks the AOR and applies RFC 3261 §10.3 step 7.
  * - Fail fast: with no connection up or connecting, or the queue full, a call returns EAGAIN
  *   at once (the registrar answers 503 + Retry-After). Every op has a timer (timeout_ms,
  *   default 2000): a queued op that times out completes with ETIMEDOUT; one already sent
@@ -42,7 +48,8 @@
 #define PG_DEFAULT_POOL 4u
 #define PG_MAX_POOL 64u
 #define PG_DEFAULT_TIMEOUT_MS 2000u
-#define PG_PIPELINE_DEPTH 32u     /* ops in flight per connection */
+#define PG_BATCH_MAX 64u          /* ops sent as one transaction */
+#define PG_SYNCS_INFLIGHT 2u      /* transactions in flight per connection (pipelined) */
 #define PG_QUEUE_PER_CONN 256u    /* waiting ops allowed per pooled connection */
 #define PG_BACKOFF_MIN_MS 100u
 #define PG_BACKOFF_MAX_MS 5000u
@@ -188,6 +195,9 @@ struct pg_op {
 	bool skipped;         /* sweep: another instance holds the lease, nothing to do */
 	bool has_affinity;    /* apply/fetch: keep to the AOR's connection */
 	uint64_t affinity;
+	bool alone;           /* sweep, iterate, internal: never batched */
+	bool sync_after;      /* the batch's Sync follows this op's statement */
+	uint64_t order;       /* position in a batch: a fixed hash of the AOR */
 	size_t aor_off, aor_len; /* apply/fetch: the AOR in buf */
 	size_t user_off, user_len, domain_off, domain_len; /* find_user */
 	struct pg_cached_user *hit; /* find_user answered from the cache */
@@ -210,6 +220,11 @@ struct pg_conn {
 	int fail_err;
 	struct pg_op *head, *tail; /* in flight, in order */
 	unsigned n_inflight;
+	struct pg_op *whead, *wtail; /* statement done, waiting for the batch's Sync */
+	unsigned n_syncs;          /* transactions in flight */
+	struct pg_op *batch[PG_BATCH_MAX]; /* being assembled by be_pump */
+	unsigned n_batch;
+	bool batch_closed;         /* holds an op that goes alone */
 	unsigned setup_left;   /* PG_SETUP ops still to complete */
 	bool want_write;
 	bool logged_down;      /* say "cannot connect" once per outage */
@@ -399,6 +414,17 @@ static void array_begin(struct pg_op *op, int i, Oid elem, size_t n, bool has_nu
 		buf_i32(&op->buf, (int32_t)n);
 		buf_i32(&op->buf, 1);
 	}
+}
+
+/* A batch's statement order: FNV-1a of the AOR, the same function in every process (unlike
+ * hmap_hash, which is seeded per process), so every instance takes AOR locks in one order. */
+static uint64_t order_key(const struct sip_str *aor)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < aor->len; i++)
+		h = (h ^ (unsigned char)aor->p[i]) * 0x100000001b3ull;
+	return h | 1; /* 0 is for ops without an AOR: they take no locks */
 }
 
 static int32_t clamp_i32(uint32_t v)
@@ -858,8 +884,9 @@ apply_out:
 
 static void conn_watch(struct pg_conn *c, short what);
 
-/* Send op on c (READY, or coming up for PG_SETUP). Returns 0 or EIO. */
-static int conn_send(struct pg_conn *c, struct pg_op *op)
+/* Send op's statement on c (READY, or coming up for PG_SETUP), followed by a Sync (the end
+ * of its transaction) when sync. Returns 0 or EIO. */
+static int conn_send(struct pg_conn *c, struct pg_op *op, bool sync)
 {
 	const char *values[PG_MAX_PARAMS];
 	int formats[PG_MAX_PARAMS];
@@ -879,18 +906,22 @@ static int conn_send(struct pg_conn *c, struct pg_op *op)
 	} else {
 		ok = PQsendQueryParams(c->pc, op->text, 0, NULL, NULL, NULL, NULL, 1);
 	}
-	if (!ok || !PQpipelineSync(c->pc)) {
+	if (!ok || (sync && !PQpipelineSync(c->pc))) {
 		log_warn("pg[%u]: send failed: %s", c->idx, PQerrorMessage(c->pc));
 		return EIO;
 	}
 	op->conn = c;
 	op->next = NULL;
+	op->sync_after = sync;
 	if (c->tail)
 		c->tail->next = op;
 	else
 		c->head = op;
 	c->tail = op;
 	c->n_inflight++;
+	if (!sync)
+		return 0;
+	c->n_syncs++;
 	switch (PQflush(c->pc)) {
 	case 0:
 		break;
@@ -936,6 +967,15 @@ static bool conn_usable(const struct pg_conn *c)
 	return c->state == PC_READY && !c->fail_err;
 }
 
+/* Can c take op into the batch being assembled? */
+static bool conn_room(const struct pg_conn *c, const struct pg_op *op)
+{
+	if (!conn_usable(c) || c->n_syncs >= PG_SYNCS_INFLIGHT || c->batch_closed ||
+	    c->n_batch >= PG_BATCH_MAX)
+		return false;
+	return !op->alone || c->n_batch == 0;
+}
+
 /* The connection for op, or NULL if it must wait. Ops on one AOR keep to the connection
  * the AOR hashes to while that one is up: one pipeline runs them in submission order (a
  * query after a REGISTER sees it) and our own connections never queue on each other's
@@ -948,14 +988,14 @@ static struct pg_conn *be_pick(struct pg_be *be, const struct pg_op *op)
 		struct pg_conn *c = &be->conns[op->affinity % be->pool];
 
 		if (conn_usable(c))
-			return c->n_inflight < PG_PIPELINE_DEPTH ? c : NULL;
+			return conn_room(c, op) ? c : NULL;
 	}
 	for (unsigned k = 0; k < be->pool; k++) {
 		struct pg_conn *c = &be->conns[(be->rr + k) % be->pool];
 
-		if (!conn_usable(c) || c->n_inflight >= PG_PIPELINE_DEPTH)
+		if (!conn_room(c, op))
 			continue;
-		if (!best || c->n_inflight < best->n_inflight)
+		if (!best || c->n_syncs + c->n_batch < best->n_syncs + best->n_batch)
 			best = c;
 	}
 	if (best)
@@ -963,10 +1003,49 @@ static struct pg_conn *be_pick(struct pg_be *be, const struct pg_op *op)
 	return best;
 }
 
-/* Send what waits and has a connection with room, oldest first. */
+/* Send c's assembled batch: its statements in AOR-hash order (stable), one Sync. */
+static void conn_flush_batch(struct pg_conn *c)
+{
+	struct pg_be *be = c->be;
+	unsigned n = c->n_batch, sent = 0;
+
+	for (unsigned i = 1; i < n; i++) { /* insertion sort: stable, n <= PG_BATCH_MAX */
+		struct pg_op *op = c->batch[i];
+		unsigned j = i;
+
+		for (; j > 0 && c->batch[j - 1]->order > op->order; j--)
+			c->batch[j] = c->batch[j - 1];
+		c->batch[j] = op;
+	}
+	c->n_batch = 0;
+	c->batch_closed = false;
+	for (; sent < n; sent++) {
+		if (conn_send(c, c->batch[sent], sent + 1 == n))
+			break;
+	}
+	if (sent == n)
+		return;
+	/* A send failed: what did not go out waits again (in front), the link is reset. */
+	for (unsigned i = n; i-- > sent;) {
+		struct pg_op *op = c->batch[i];
+
+		if (op->conn == c)
+			continue;
+		op->next = be->qhead;
+		be->qhead = op;
+		if (!be->qtail)
+			be->qtail = op;
+		be->n_queued++;
+	}
+	c->fail_err = EIO;
+	event_active(&c->failev, EV_TIMEOUT, 0);
+}
+
+/* Send what waits, oldest first, as one batch per connection with room. */
 static void be_pump(struct pg_be *be)
 {
 	struct pg_op *op = be->qhead, *next;
+	bool any = false;
 
 	for (; op; op = next) {
 		struct pg_conn *c = be_pick(be, op);
@@ -975,19 +1054,13 @@ static void be_pump(struct pg_be *be)
 		if (!c)
 			continue;
 		queue_unlink(be, op);
-		if (conn_send(c, op)) {
-			/* Not in flight unless conn_send queued it: put it back, fail the link. */
-			if (op->conn != c) {
-				op->next = be->qhead;
-				be->qhead = op;
-				if (!be->qtail)
-					be->qtail = op;
-				be->n_queued++;
-			}
-			c->fail_err = EIO;
-			event_active(&c->failev, EV_TIMEOUT, 0);
-			return;
-		}
+		c->batch[c->n_batch++] = op;
+		c->batch_closed = op->alone;
+		any = true;
+	}
+	for (unsigned i = 0; any && i < be->pool; i++) {
+		if (be->conns[i].n_batch)
+			conn_flush_batch(&be->conns[i]);
 	}
 }
 
@@ -1124,8 +1197,18 @@ static void conn_fail(struct pg_conn *c, int err)
 		be->lease_pending = false;
 		be->lease_other = false;
 	}
-	while ((op = c->head)) {
-		c->head = op->next;
+	for (;;) {
+		/* The waiting ones first: they were sent first. */
+		struct pg_op **hp = c->whead ? &c->whead : &c->head;
+
+		op = *hp;
+		if (!op)
+			break;
+		*hp = op->next;
+		if (!c->whead)
+			c->wtail = NULL;
+		if (!c->head)
+			c->tail = NULL;
 		c->n_inflight--;
 		op->conn = NULL;
 		op->err = err;
@@ -1137,6 +1220,7 @@ static void conn_fail(struct pg_conn *c, int err)
 	}
 	c->tail = NULL;
 	c->n_inflight = 0;
+	c->n_syncs = 0;
 	/* Nothing can carry the waiting ops any more: fail them now rather than at timeout. */
 	if (!be_reachable(be)) {
 		while ((op = be->qhead)) {
@@ -1201,7 +1285,7 @@ static void conn_setup(struct pg_conn *c)
 			conn_fail(c, ENOMEM);
 			return;
 		}
-		if (conn_send(c, op)) {
+		if (conn_send(c, op, true)) {
 			if (op->conn != c)
 				op_free(op);
 			conn_fail(c, EIO);
@@ -1223,7 +1307,7 @@ static void lease_try(struct pg_be *be)
 		return;
 	op->text = "SELECT pg_try_advisory_lock(" PG_LEASE_KEY ")";
 	op_arm(op);
-	if (conn_send(c, op)) {
+	if (conn_send(c, op, true)) {
 		if (op->conn != c)
 			op_free(op);
 		c->fail_err = EIO;
@@ -1247,6 +1331,50 @@ static void conn_ready(struct pg_conn *c)
 		lease_try(be);
 	}
 	conn_pump(c);
+}
+
+/* The Sync of the batch waiting on c came back: its transaction is over, committed unless
+ * a statement failed, in which case it rolled back and every op of it fails. Returns false
+ * when a callback closed the backend or the connection went down meanwhile. */
+static bool conn_batch_done(struct pg_conn *c)
+{
+	struct pg_be *be = c->be;
+	struct pg_op *op;
+	int berr = 0;
+
+	for (op = c->whead; op && !berr; op = op->next)
+		berr = op->err;
+	while ((op = c->whead)) {
+		c->whead = op->next;
+		if (!c->whead)
+			c->wtail = NULL;
+		op->next = NULL;
+		op->conn = NULL;
+		c->n_inflight--;
+		if (berr && !op->err) {
+			op->err = berr == ECONNRESET ? ECONNRESET : EIO;
+			PQclear(op->res);
+			op->res = NULL;
+		}
+		if (op->kind == PG_SETUP) {
+			if (op->err) {
+				log_err("pg[%u]: session setup failed (is the schema migrated? "
+					"run `sipregctl db migrate`)",
+					c->idx);
+				op_free(op);
+				conn_fail(c, EPROTO);
+				return false;
+			}
+			op_free(op);
+			if (--c->setup_left == 0 && c->state == PC_SETUP)
+				conn_ready(c);
+			continue;
+		}
+		op_deliver(op);
+		if (be->closing || c->state == PC_DOWN)
+			return false;
+	}
+	return true;
 }
 
 /* Read what the server sent and complete the ops whose Sync has come back. */
@@ -1305,40 +1433,32 @@ static void conn_read(struct pg_conn *c)
 			}
 			continue;
 		}
-		if (PQisBusy(c->pc))
-			break;
-		r = PQgetResult(c->pc);
-		if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
-			log_err("pg[%u]: protocol out of step (expected a pipeline sync)", c->idx);
-			PQclear(r);
-			conn_fail(c, EPROTO);
-			return;
-		}
-		PQclear(r);
-		/* The Sync came back: the op's transaction is over (committed unless err). */
-		c->head = op->next;
-		if (!c->head)
-			c->tail = NULL;
-		c->n_inflight--;
-		op->conn = NULL;
-		op->next = NULL;
-		if (op->kind == PG_SETUP) {
-			if (op->err) {
-				log_err("pg[%u]: session setup failed (is the schema migrated? "
-					"run `sipregctl db migrate`)",
+		if (op->sync_after) {
+			if (PQisBusy(c->pc))
+				break;
+			r = PQgetResult(c->pc);
+			if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+				log_err("pg[%u]: protocol out of step (expected a pipeline sync)",
 					c->idx);
-				op_free(op);
+				PQclear(r);
 				conn_fail(c, EPROTO);
 				return;
 			}
-			op_free(op);
-			if (--c->setup_left == 0 && c->state == PC_SETUP)
-				conn_ready(c);
-			continue;
+			PQclear(r);
+			c->n_syncs--;
 		}
-		op_deliver(op);
-		if (be->closing)
-			return;
+		/* The statement is done: it waits with the rest of its batch for the Sync. */
+		c->head = op->next;
+		if (!c->head)
+			c->tail = NULL;
+		op->next = NULL;
+		if (c->wtail)
+			c->wtail->next = op;
+		else
+			c->whead = op;
+		c->wtail = op;
+		if (op->sync_after && !conn_batch_done(c))
+			return; /* a callback closed the backend or failed the connection */
 	}
 	if (c->state == PC_READY && !c->fail_err && PQstatus(c->pc) == CONNECTION_BAD)
 		conn_fail(c, ECONNRESET);
@@ -1479,6 +1599,7 @@ static void be_sweep_tick(evutil_socket_t fd, short what, void *arg)
 
 		if (op) {
 			op->stmt = STMT_SWEEP;
+			op->alone = true;
 			param_null(op, 0);
 			op_submit(be, op); /* not queued when down: the next tick tries again */
 		}
@@ -1559,8 +1680,13 @@ static void pg_close(void *p)
 		conn_unwatch(c);
 		evtimer_del(&c->timer);
 		event_del(&c->failev);
-		while ((op = c->head)) {
-			c->head = op->next;
+		for (;;) {
+			struct pg_op **hp = c->whead ? &c->whead : &c->head;
+
+			op = *hp;
+			if (!op)
+				break;
+			*hp = op->next;
 			op->conn = NULL;
 			op->err = ECANCELED;
 			PQclear(op->res);
@@ -1568,6 +1694,7 @@ static void pg_close(void *p)
 			op_deliver(op);
 		}
 		c->tail = NULL;
+		c->wtail = NULL;
 		if (c->pc)
 			PQfinish(c->pc);
 		c->pc = NULL;
@@ -1624,6 +1751,7 @@ static int pg_apply(void *p, const struct reg_request *req, location_apply_h *cb
 	op->aor_len = req->aor.len;
 	op->has_affinity = true;
 	op->affinity = hmap_hash(req->aor.p ? req->aor.p : "", req->aor.len);
+	op->order = order_key(&req->aor);
 	param_bytes(op, 1, &req->call_id);
 	param_i64(op, 2, req->cseq);
 	param_bool(op, 3, req->wildcard);
@@ -1708,6 +1836,7 @@ static int pg_fetch(void *p, const struct sip_str *aor, int64_t now, location_fe
 	op->aor_len = aor->len;
 	op->has_affinity = true;
 	op->affinity = hmap_hash(aor->p ? aor->p : "", aor->len);
+	op->order = order_key(aor);
 	param_i64(op, 1, now);
 	return op_submit(be, op);
 }
@@ -1721,6 +1850,7 @@ static int pg_sweep(void *p, int64_t now, location_sweep_h *cb, void *arg)
 		return ENOMEM;
 	op->cb.sweep = cb;
 	op->stmt = STMT_SWEEP;
+	op->alone = true;
 	param_i64(op, 0, now);
 	if (be->lease_other) {
 		/* The lease holder sweeps for the cluster; here there is nothing to do. */
@@ -1740,6 +1870,7 @@ static int pg_iterate(void *p, int64_t now, location_iter_h *cb, void *arg)
 		return ENOMEM;
 	op->cb.iterate = cb;
 	op->stmt = STMT_ITERATE;
+	op->alone = true;
 	param_i64(op, 0, now);
 	param_i64(op, 1, 0); /* the page key: ids start at 1 */
 	return op_submit(be, op);
