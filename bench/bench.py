@@ -416,7 +416,10 @@ def build(builddir):
         subprocess.run(["meson", "setup", builddir, ROOT, "--buildtype=release",
                         "-Db_ndebug=true"], check=True, timeout=300)
     targets = ["sipregd"]
-    if os.path.exists(os.path.join(ROOT, "tools", "sipregctl.c")):
+    # sipregctl exists only in builds with PostgreSQL (needed by --backend pg).
+    known = subprocess.run(["ninja", "-C", builddir, "-t", "targets", "all"],
+                           capture_output=True, text=True, timeout=60).stdout
+    if any(line.split(":")[0] == "sipregctl" for line in known.splitlines()):
         targets.append("sipregctl")
     subprocess.run(["ninja", "-C", builddir] + targets, check=True, timeout=900)
 
