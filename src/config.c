@@ -634,6 +634,10 @@ static int cfg_backend(struct cfg_parse *p, yaml_node_t *node, const char *secti
 			return err;
 		lc->timeout_ms = v;
 	}
+	/* Caught here so --check reports it with a line, not only the backend at start. */
+	if (strcmp(lc->backend, "pg") == 0 && !lc->conninfo)
+		return cfg_fail(p, f[0].value, section,
+				"backend pg needs conninfo (a libpq connection string)");
 	return 0;
 }
 

@@ -234,7 +234,7 @@ static void test_partial_sections_keep_other_defaults(void)
 	struct config *cfg = NULL;
 
 	CHECK_INT(load(&cfg, "registrar: {max_contacts: 2}\nauth: {nonce_ttl: 60}\n"
-			     "location: {backend: pg}\n"),
+			     "location: {backend: pg, conninfo: \"dbname=x\"}\n"),
 		  0);
 	if (!cfg)
 		return;
@@ -245,7 +245,7 @@ static void test_partial_sections_keep_other_defaults(void)
 	CHECK_INT(cfg->auth.nonce_ttl, 60);
 	CHECK_INT(cfg->auth.ban.max_failures, 10);
 	CHECK_STR(cfg->location.backend, "pg");
-	CHECK(cfg->location.conninfo == NULL);
+	CHECK_STR(cfg->location.conninfo, "dbname=x");
 	CHECK_STR(cfg->directory.backend, "memory");
 	config_free(&cfg);
 }
@@ -390,6 +390,8 @@ static void test_wrong_types_are_refused(void)
 	REFUSED("auth:\n  algorithms: MD5\n", 2, "auth.algorithms", "expected a list");
 	REFUSED("log: {level: verbose}\n", 1, "log.level", "got \"verbose\"");
 	REFUSED("limits: {max_message_size: 100}\n", 1, "limits.max_message_size", "512..");
+	REFUSED("domains: [a.example]\ndirectory:\n  backend: pg\n", 3, "directory",
+		"needs conninfo");
 	REFUSED("location: {pool: many}\n", 1, "location.pool", "got \"many\"");
 	REFUSED("directory: memory\n", 1, "directory", "expected a mapping");
 	REFUSED("domains: [\"bad domain\"]\n", 1, "domains[0]", "not a domain");
