@@ -9,6 +9,7 @@
 #
 #   bench/pg.sh [--rates "2000 4000 6000 8000"] [--big-rates "2000 4000"] [--dur 15]
 #               [--big-users 1000000] [--skip-ladder] [--skip-lookup] [--out DIR]
+#               [--builddir DIR --no-build]   (passed to bench/run.sh)
 #
 # Needs what bench/run.sh --backend pg --compare-kamailio needs (bench/README.md).
 set -eu
@@ -20,6 +21,8 @@ big_users=1000000
 ladder=1
 lookup=1
 out=/tmp/sipreg-bench-pg/$(date +%Y%m%d-%H%M%S)
+builddir=$(dirname "$here")/build-release
+nobuild=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rates) rates=$2; shift 2 ;;
@@ -29,6 +32,8 @@ while [ $# -gt 0 ]; do
 	--skip-ladder) ladder=0; shift ;;
 	--skip-lookup) lookup=0; shift ;;
 	--out) out=$2; shift 2 ;;
+	--builddir) builddir=$2; shift 2 ;;
+	--no-build) nobuild=--no-build; shift ;;
 	*) echo "usage: bench/pg.sh [--rates R] [--big-rates R] [--dur S] [--big-users N]" \
 		"[--skip-ladder] [--skip-lookup] [--out DIR]" >&2; exit 2 ;;
 	esac
@@ -37,14 +42,16 @@ mkdir -p "$out"
 if [ $ladder = 1 ]; then
 	echo "== pg, 10000 users, auth, UDP, with Kamailio db_mode 3 at the same rates"
 	"$here/run.sh" --backend pg --auth --users 10000 --rates "$rates" --dur "$dur" \
-		--keep-going --compare-kamailio --out "$out/10k" | tee "$out/10k.txt"
+		--keep-going --compare-kamailio --builddir "$builddir" $nobuild --out "$out/10k" |
+		tee "$out/10k.txt"
 	echo "== pg, $big_users users, auth, UDP"
 	"$here/run.sh" --backend pg --auth --users "$big_users" --rates "$big_rates" \
-		--dur "$dur" --keep-going --no-build --out "$out/big" | tee "$out/big.txt"
+		--dur "$dur" --keep-going --builddir "$builddir" --no-build --out "$out/big" |
+		tee "$out/big.txt"
 fi
 if [ $lookup = 1 ]; then
 	echo "== database side, $big_users live bindings"
 	python3 "$here/pg_lookup.py" --bindings "$big_users" --dur 10 \
-		--sipregctl "$(dirname "$here")/build-release/sipregctl" | tee "$out/lookup.md"
+		--sipregctl "$builddir/sipregctl" | tee "$out/lookup.md"
 fi
 echo "results in $out"

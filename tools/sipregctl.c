@@ -19,24 +19,25 @@
 #define CTL_MAX_ALIASES 64
 
 static const char ctl_usage[] =
-	"usage: sipregctl [-d CONNINFO | -c sipregd.yaml] COMMAND\n"
-	"\n"
-	"  db migrate                 apply the schema migrations (idempotent, concurrency-safe)\n"
-	"  db status                  show the schema version and what the database holds\n"
-	"  user add USER@DOMAIN [--password P | --ha1-md5 H --ha1-sha256 H] [--auth-off]\n"
-	"                           [--max-contacts N] [--alias USER@DOMAIN]... [--disabled]\n"
-	"  user del USER@DOMAIN\n"
-	"  user passwd USER@DOMAIN (--password P | --ha1-md5 H --ha1-sha256 H)\n"
-	"  user list [DOMAIN]\n"
-	"  bindings [AOR]             list live bindings (all, or of one AOR)\n"
-	"\n"
-	"-d takes a libpq connection string (default: libpq's PG* environment); -c reads it from\n"
-	"the location: (db, bindings) or directory: (user) section of a sipregd config.\n"
-	"--password - reads the password from the first line of standard input. USER is written\n"
-	"as in a SIP URI (%XX escapes); it is stored in the canonical form the registrar looks\n"
-	"up, and the HA1s are computed over the unescaped user name.\n";
+    "usage: sipregctl [-d CONNINFO | -c sipregd.yaml] COMMAND\n"
+    "\n"
+    "  db migrate                 apply the schema migrations (idempotent, concurrency-safe)\n"
+    "  db status                  show the schema version and what the database holds\n"
+    "  user add USER@DOMAIN [--password P | --ha1-md5 H --ha1-sha256 H] [--auth-off]\n"
+    "                           [--max-contacts N] [--alias USER@DOMAIN]... [--disabled]\n"
+    "  user del USER@DOMAIN\n"
+    "  user passwd USER@DOMAIN (--password P | --ha1-md5 H --ha1-sha256 H)\n"
+    "  user list [DOMAIN]\n"
+    "  bindings [AOR]             list live bindings (all, or of one AOR)\n"
+    "\n"
+    "-d takes a libpq connection string (default: libpq's PG* environment); -c reads it from\n"
+    "the location: (db, bindings) or directory: (user) section of a sipregd config.\n"
+    "--password - reads the password from the first line of standard input. USER is written\n"
+    "as in a SIP URI (%XX escapes); it is stored in the canonical form the registrar looks\n"
+    "up, and the HA1s are computed over the unescaped user name.\n";
 
-static void ctl_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void ctl_die(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
 
 static void ctl_die(int code, const char *fmt, ...)
 {
@@ -137,10 +138,10 @@ static size_t ctl_hex_decode(const char *hex, char *out)
  * user for the HA1s. Strings point into the struct. */
 struct ctl_account {
 	char canon[1024];
-	char *user;       /* canonical user part, NUL-terminated */
+	char *user; /* canonical user part, NUL-terminated */
 	size_t user_len;
-	char *domain;     /* NUL-terminated */
-	char raw[512];    /* unescaped user part, for HA1 = H(user:realm:password) */
+	char *domain;  /* NUL-terminated */
+	char raw[512]; /* unescaped user part, for HA1 = H(user:realm:password) */
 	size_t raw_len;
 };
 
@@ -171,8 +172,8 @@ static void ctl_account_parse(const char *arg, struct ctl_account *a)
 
 static PGconn *ctl_connect(const char *conninfo)
 {
-	const char *keys[] = { "application_name", "dbname", NULL };
-	const char *vals[] = { "sipregctl", conninfo ? conninfo : "", NULL };
+	const char *keys[] = {"application_name", "dbname", NULL};
+	const char *vals[] = {"sipregctl", conninfo ? conninfo : "", NULL};
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 
 	if (!c)
@@ -200,7 +201,8 @@ static PGresult *ctl_exec(PGconn *c, const char *what, const char *sql, int n,
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 
 		if (state && strcmp(state, "42P01") == 0)
-			ctl_die(1, "%s: the schema is missing: run `sipregctl db migrate`", what);
+			ctl_die(1, "%s: the schema is missing: run `sipregctl db migrate`",
+				what);
 		ctl_die(1, "%s: %s", what, ctl_pqmsg(PQresultErrorMessage(r)));
 	}
 	return r;
@@ -239,12 +241,14 @@ static int ctl_db(PGconn *c, int argc, char **argv)
 		       from < (int)pg_migrations_count ? " (run `sipregctl db migrate`)" : "");
 		if (from == 0)
 			return 0;
-		r = ctl_exec(c, "db status",
-			     "SELECT (SELECT count(*) FROM domains), (SELECT count(*) FROM users), "
-			     "(SELECT count(*) FROM bindings WHERE expires > now()), "
-			     "(SELECT count(*) FROM bindings WHERE expires <= now())",
-			     0, NULL, NULL, PGRES_TUPLES_OK);
-		printf("domains %s\nusers %s\nlive bindings %s\nexpired bindings not yet swept %s\n",
+		r = ctl_exec(
+		    c, "db status",
+		    "SELECT (SELECT count(*) FROM domains), (SELECT count(*) FROM users), "
+		    "(SELECT count(*) FROM bindings WHERE expires > now()), "
+		    "(SELECT count(*) FROM bindings WHERE expires <= now())",
+		    0, NULL, NULL, PGRES_TUPLES_OK);
+		printf("domains %s\nusers %s\nlive bindings %s\nexpired bindings not yet swept "
+		       "%s\n",
 		       PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
 		       PQgetvalue(r, 0, 3));
 		PQclear(r);
@@ -278,14 +282,14 @@ static bool ctl_is_hex(const char *s, size_t len)
 static void ctl_user_opts_parse(int argc, char **argv, struct ctl_user_opts *o, bool add)
 {
 	static const struct option longopts[] = {
-		{ "password", required_argument, NULL, 'p' },
-		{ "ha1-md5", required_argument, NULL, 'm' },
-		{ "ha1-sha256", required_argument, NULL, 's' },
-		{ "auth-off", no_argument, NULL, 'o' },
-		{ "max-contacts", required_argument, NULL, 'n' },
-		{ "alias", required_argument, NULL, 'a' },
-		{ "disabled", no_argument, NULL, 'x' },
-		{ NULL, 0, NULL, 0 },
+	    {"password", required_argument, NULL, 'p'},
+	    {"ha1-md5", required_argument, NULL, 'm'},
+	    {"ha1-sha256", required_argument, NULL, 's'},
+	    {"auth-off", no_argument, NULL, 'o'},
+	    {"max-contacts", required_argument, NULL, 'n'},
+	    {"alias", required_argument, NULL, 'a'},
+	    {"disabled", no_argument, NULL, 'x'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 
@@ -309,7 +313,8 @@ static void ctl_user_opts_parse(int argc, char **argv, struct ctl_user_opts *o, 
 		case 'n':
 		case 'a':
 			if (!add)
-				ctl_die(2, "user passwd takes only --password or --ha1-md5/--ha1-sha256");
+				ctl_die(2, "user passwd takes only --password or "
+					   "--ha1-md5/--ha1-sha256");
 			if (ch == 'o')
 				o->auth_off = true;
 			else if (ch == 'x')
@@ -317,8 +322,11 @@ static void ctl_user_opts_parse(int argc, char **argv, struct ctl_user_opts *o, 
 			else if (ch == 'n') {
 				errno = 0;
 				o->max_contacts = strtol(optarg, &end, 10);
-				if (errno || *end || o->max_contacts < 0 || o->max_contacts > 1000000)
-					ctl_die(2, "--max-contacts wants a number from 0 to 1000000");
+				if (errno || *end || o->max_contacts < 0 ||
+				    o->max_contacts > 1000000)
+					ctl_die(
+					    2,
+					    "--max-contacts wants a number from 0 to 1000000");
 			} else {
 				if (o->n_aliases == CTL_MAX_ALIASES)
 					ctl_die(2, "at most %d aliases", CTL_MAX_ALIASES);
@@ -363,7 +371,7 @@ static void ctl_ha1s(const struct ctl_account *a, struct ctl_user_opts *o, char 
 {
 	md5[0] = sha256[0] = '\0';
 	if (o->password) {
-		struct sip_str user = { a->raw, a->raw_len }, realm = sip_str_c(a->domain);
+		struct sip_str user = {a->raw, a->raw_len}, realm = sip_str_c(a->domain);
 		struct sip_str pw;
 
 		if (strcmp(o->password, "-") == 0)
@@ -377,12 +385,12 @@ static void ctl_ha1s(const struct ctl_account *a, struct ctl_user_opts *o, char 
 	if (o->ha1_md5) {
 		for (size_t i = 0; i <= 32; i++)
 			md5[i] = (char)(o->ha1_md5[i] >= 'A' && o->ha1_md5[i] <= 'F'
-						? o->ha1_md5[i] - 'A' + 'a'
-						: o->ha1_md5[i]);
+					    ? o->ha1_md5[i] - 'A' + 'a'
+					    : o->ha1_md5[i]);
 		for (size_t i = 0; i <= 64; i++)
 			sha256[i] = (char)(o->ha1_sha256[i] >= 'A' && o->ha1_sha256[i] <= 'F'
-						   ? o->ha1_sha256[i] - 'A' + 'a'
-						   : o->ha1_sha256[i]);
+					       ? o->ha1_sha256[i] - 'A' + 'a'
+					       : o->ha1_sha256[i]);
 	}
 }
 
@@ -427,22 +435,29 @@ static int ctl_user_add(PGconn *c, struct ctl_account *a, int argc, char **argv)
 	aliases = ctl_aliases_hex(&o);
 	snprintf(maxc, sizeof(maxc), "%ld", o.max_contacts);
 	{
-		const char *dv[1] = { a->domain };
-		const char *vals[8] = { a->user, a->domain, md5, sha256,
-					o.disabled ? "f" : "t", o.auth_off ? "t" : "f", maxc,
-					aliases };
-		const int lens[8] = { (int)a->user_len, -1, -1, -1, -1, -1, -1, -1 };
+		const char *dv[1] = {a->domain};
+		const char *vals[8] = {a->user,
+				       a->domain,
+				       md5,
+				       sha256,
+				       o.disabled ? "f" : "t",
+				       o.auth_off ? "t" : "f",
+				       maxc,
+				       aliases};
+		const int lens[8] = {(int)a->user_len, -1, -1, -1, -1, -1, -1, -1};
 
 		ctl_tx(c, "BEGIN");
-		PQclear(ctl_exec(c, "adding the domain",
-				 "INSERT INTO domains (domain) VALUES ($1) ON CONFLICT DO NOTHING", 1,
-				 dv, NULL, PGRES_COMMAND_OK));
-		r = PQexecParams(c,
-				 "INSERT INTO users (username, domain, ha1_md5, ha1_sha256, enabled, "
-				 "auth_off, max_contacts, aliases) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-				 "ARRAY(SELECT decode(h, 'hex') FROM "
-				 "unnest(string_to_array(nullif($8, ''), ',')) AS h))",
-				 8, NULL, vals, lens, (const int[]){ 1, 0, 0, 0, 0, 0, 0, 0 }, 0);
+		PQclear(
+		    ctl_exec(c, "adding the domain",
+			     "INSERT INTO domains (domain) VALUES ($1) ON CONFLICT DO NOTHING",
+			     1, dv, NULL, PGRES_COMMAND_OK));
+		r = PQexecParams(
+		    c,
+		    "INSERT INTO users (username, domain, ha1_md5, ha1_sha256, enabled, "
+		    "auth_off, max_contacts, aliases) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+		    "ARRAY(SELECT decode(h, 'hex') FROM "
+		    "unnest(string_to_array(nullif($8, ''), ',')) AS h))",
+		    8, NULL, vals, lens, (const int[]){1, 0, 0, 0, 0, 0, 0, 0}, 0);
 	}
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -462,8 +477,8 @@ static int ctl_user_add(PGconn *c, struct ctl_account *a, int argc, char **argv)
 
 static int ctl_user_del(PGconn *c, struct ctl_account *a, int argc, char **argv)
 {
-	const char *vals[2] = { a->user, a->domain };
-	const int lens[2] = { (int)a->user_len, -1 };
+	const char *vals[2] = {a->user, a->domain};
+	const int lens[2] = {(int)a->user_len, -1};
 	PGresult *r;
 
 	(void)argv;
@@ -489,13 +504,14 @@ static int ctl_user_passwd(PGconn *c, struct ctl_account *a, int argc, char **ar
 	ctl_user_opts_parse(argc, argv, &o, false);
 	ctl_ha1s(a, &o, md5, sha256);
 	{
-		const char *vals[4] = { a->user, a->domain, md5, sha256 };
-		const int lens[4] = { (int)a->user_len, -1, -1, -1 };
+		const char *vals[4] = {a->user, a->domain, md5, sha256};
+		const int lens[4] = {(int)a->user_len, -1, -1, -1};
 
-		r = ctl_exec(c, "user passwd",
-			     "UPDATE users SET ha1_md5 = $3, ha1_sha256 = $4, updated_at = now() "
-			     "WHERE username = $1 AND domain = $2",
-			     4, vals, lens, PGRES_COMMAND_OK);
+		r = ctl_exec(
+		    c, "user passwd",
+		    "UPDATE users SET ha1_md5 = $3, ha1_sha256 = $4, updated_at = now() "
+		    "WHERE username = $1 AND domain = $2",
+		    4, vals, lens, PGRES_COMMAND_OK);
 	}
 	if (strcmp(PQcmdTuples(r), "1") != 0)
 		ctl_die(1, "user passwd: no such user");
@@ -508,19 +524,20 @@ static int ctl_user_passwd(PGconn *c, struct ctl_account *a, int argc, char **ar
 
 static int ctl_user_list(PGconn *c, int argc, char **argv)
 {
-	const char *vals[1] = { argc > 0 ? argv[0] : NULL };
+	const char *vals[1] = {argc > 0 ? argv[0] : NULL};
 	PGresult *r;
 	char *buf;
 
 	if (argc > 1)
 		ctl_die(2, "user list takes at most a domain");
-	r = ctl_exec(c, "user list",
-		     "SELECT encode(username, 'hex'), domain, enabled, auth_off, max_contacts, "
-		     "ha1_md5 <> '', ha1_sha256 <> '', "
-		     "array_to_string(ARRAY(SELECT encode(a, 'hex') FROM unnest(aliases) a), ',') "
-		     "FROM users WHERE $1::text IS NULL OR domain = lower($1) "
-		     "ORDER BY domain, username",
-		     1, vals, NULL, PGRES_TUPLES_OK);
+	r = ctl_exec(
+	    c, "user list",
+	    "SELECT encode(username, 'hex'), domain, enabled, auth_off, max_contacts, "
+	    "ha1_md5 <> '', ha1_sha256 <> '', "
+	    "array_to_string(ARRAY(SELECT encode(a, 'hex') FROM unnest(aliases) a), ',') "
+	    "FROM users WHERE $1::text IS NULL OR domain = lower($1) "
+	    "ORDER BY domain, username",
+	    1, vals, NULL, PGRES_TUPLES_OK);
 	for (int i = 0; i < PQntuples(r); i++) {
 		const char *hex = PQgetvalue(r, i, 0), *al = PQgetvalue(r, i, 7);
 		size_t n;
@@ -530,12 +547,13 @@ static int ctl_user_list(PGconn *c, int argc, char **argv)
 			ctl_die(1, "out of memory");
 		n = ctl_hex_decode(hex, buf);
 		ctl_print_user(buf, n);
-		printf("@%s\t%s\tauth:%s\tmax_contacts:%s\tha1:%s%s%s\taliases:",
-		       PQgetvalue(r, i, 1), PQgetvalue(r, i, 2)[0] == 't' ? "enabled" : "disabled",
-		       PQgetvalue(r, i, 3)[0] == 't' ? "off" : "on", PQgetvalue(r, i, 4),
-		       PQgetvalue(r, i, 5)[0] == 't' ? "md5" : "",
-		       PQgetvalue(r, i, 5)[0] == 't' && PQgetvalue(r, i, 6)[0] == 't' ? "+" : "",
-		       PQgetvalue(r, i, 6)[0] == 't' ? "sha256" : "");
+		printf(
+		    "@%s\t%s\tauth:%s\tmax_contacts:%s\tha1:%s%s%s\taliases:",
+		    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2)[0] == 't' ? "enabled" : "disabled",
+		    PQgetvalue(r, i, 3)[0] == 't' ? "off" : "on", PQgetvalue(r, i, 4),
+		    PQgetvalue(r, i, 5)[0] == 't' ? "md5" : "",
+		    PQgetvalue(r, i, 5)[0] == 't' && PQgetvalue(r, i, 6)[0] == 't' ? "+" : "",
+		    PQgetvalue(r, i, 6)[0] == 't' ? "sha256" : "");
 		while (*al) {
 			const char *comma = strchr(al, ',');
 			size_t len = comma ? (size_t)(comma - al) : strlen(al);
@@ -609,24 +627,26 @@ static void ctl_print_col(const PGresult *r, int row, int col)
 
 static int ctl_bindings(PGconn *c, int argc, char **argv)
 {
-	const char *vals[1] = { argc > 0 ? argv[0] : NULL };
-	const int lens[1] = { argc > 0 ? (int)strlen(argv[0]) : 0 };
+	const char *vals[1] = {argc > 0 ? argv[0] : NULL};
+	const int lens[1] = {argc > 0 ? (int)strlen(argv[0]) : 0};
 	PGresult *r;
 
 	if (argc > 1)
 		ctl_die(2, "bindings takes at most an AOR");
-	r = PQexecParams(c,
-			 "SELECT aor, contact, received_proto, coalesce(host(received_ip), ''), "
-			 "received_port::bigint, ceil(extract(epoch FROM expires - now()))::bigint, "
-			 "user_agent, registered_by FROM bindings "
-			 "WHERE expires > now() AND ($1::bytea IS NULL OR aor = $1) "
-			 "ORDER BY aor, coalesce(q, 1000) DESC, updated_at DESC",
-			 1, NULL, vals, lens, (const int[]){ 1 }, 1);
+	r = PQexecParams(
+	    c,
+	    "SELECT aor, contact, received_proto, coalesce(host(received_ip), ''), "
+	    "received_port::bigint, ceil(extract(epoch FROM expires - now()))::bigint, "
+	    "user_agent, registered_by FROM bindings "
+	    "WHERE expires > now() AND ($1::bytea IS NULL OR aor = $1) "
+	    "ORDER BY aor, coalesce(q, 1000) DESC, updated_at DESC",
+	    1, NULL, vals, lens, (const int[]){1}, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 
 		if (state && strcmp(state, "42P01") == 0)
-			ctl_die(1, "bindings: the schema is missing: run `sipregctl db migrate`");
+			ctl_die(1,
+				"bindings: the schema is missing: run `sipregctl db migrate`");
 		ctl_die(1, "bindings: %s", ctl_pqmsg(PQresultErrorMessage(r)));
 	}
 	printf("AOR\tCONTACT\tRECEIVED\tEXPIRES\tUSER-AGENT\tREGISTERED-BY\n");
@@ -663,7 +683,8 @@ static char *ctl_conninfo_from_config(const char *path, bool directory)
 	lc = directory ? &cfg->directory : &cfg->location;
 	if (!lc->backend || strcmp(lc->backend, "pg") != 0 || !lc->conninfo)
 		ctl_die(1, "%s: the %s backend is '%s', not pg with a conninfo", path,
-			directory ? "directory" : "location", lc->backend ? lc->backend : "(none)");
+			directory ? "directory" : "location",
+			lc->backend ? lc->backend : "(none)");
 	ci = strdup(lc->conninfo);
 	if (!ci)
 		ctl_die(1, "out of memory");
@@ -688,7 +709,8 @@ int main(int argc, char **argv)
 			       pg_migrations_count);
 			return 0;
 		}
-		if ((strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+		if ((strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "-c") == 0) &&
+		    i + 1 < argc) {
 			if (argv[i][1] == 'd')
 				conninfo = argv[++i];
 			else
@@ -704,7 +726,8 @@ int main(int argc, char **argv)
 	if (conninfo && cfgpath)
 		ctl_die(2, "give -d or -c, not both");
 	if (cfgpath)
-		conninfo = owned = ctl_conninfo_from_config(cfgpath, strcmp(argv[i], "user") == 0);
+		conninfo = owned =
+		    ctl_conninfo_from_config(cfgpath, strcmp(argv[i], "user") == 0);
 	if (strcmp(argv[i], "db") != 0 && strcmp(argv[i], "user") != 0 &&
 	    strcmp(argv[i], "bindings") != 0)
 		ctl_die(2, "unknown command '%s'\n%s", argv[i], ctl_usage);

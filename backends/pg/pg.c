@@ -45,30 +45,30 @@
 #include "log.h"
 #include "sipreg/location_backend.h"
 
-#define PG_DEFAULT_POOL 4u
-#define PG_MAX_POOL 64u
+#define PG_DEFAULT_POOL	      4u
+#define PG_MAX_POOL	      64u
 #define PG_DEFAULT_TIMEOUT_MS 2000u
-#define PG_BATCH_MAX 64u          /* ops sent as one transaction */
-#define PG_SYNCS_INFLIGHT 2u      /* transactions in flight per connection (pipelined) */
-#define PG_QUEUE_PER_CONN 256u    /* waiting ops allowed per pooled connection */
-#define PG_BACKOFF_MIN_MS 100u
-#define PG_BACKOFF_MAX_MS 5000u
-#define PG_CACHE_TTL_S 10
-#define PG_CACHE_MAX 65536u
-#define PG_SWEEP_INTERVAL_S 60
-#define PG_LEASE_KEY "8315178070380003330"
-#define PG_MAX_PARAMS 19
-#define PG_PAGE_ROWS 1000 /* iterate reads the table in pages of this many rows */
+#define PG_BATCH_MAX	      64u  /* ops sent as one transaction */
+#define PG_SYNCS_INFLIGHT     2u   /* transactions in flight per connection (pipelined) */
+#define PG_QUEUE_PER_CONN     256u /* waiting ops allowed per pooled connection */
+#define PG_BACKOFF_MIN_MS     100u
+#define PG_BACKOFF_MAX_MS     5000u
+#define PG_CACHE_TTL_S	      10
+#define PG_CACHE_MAX	      65536u
+#define PG_SWEEP_INTERVAL_S   60
+#define PG_LEASE_KEY	      "8315178070380003330"
+#define PG_MAX_PARAMS	      19
+#define PG_PAGE_ROWS	      1000 /* iterate reads the table in pages of this many rows */
 
 /* Type OIDs of the parameters we send in binary (pg_type.dat; stable across versions). */
-#define OID_BOOL 16u
-#define OID_BYTEA 17u
-#define OID_INT8 20u
-#define OID_INT4 23u
-#define OID_TEXT 25u
+#define OID_BOOL	16u
+#define OID_BYTEA	17u
+#define OID_INT8	20u
+#define OID_INT4	23u
+#define OID_TEXT	25u
 #define OID_BYTEA_ARRAY 1001u
-#define OID_INT4_ARRAY 1007u
-#define OID_INT8_ARRAY 1016u
+#define OID_INT4_ARRAY	1007u
+#define OID_INT8_ARRAY	1016u
 
 /* The columns every binding query returns, in this order (see pg_stmts). */
 enum pg_col {
@@ -90,14 +90,14 @@ enum pg_col {
 	COL_REGISTERED_BY,
 	COL_UPDATED_AT,
 	COL_AOR, /* iterate only */
-	COL_ID,  /* iterate only: the page key */
+	COL_ID,	 /* iterate only: the page key */
 	COL_N_BINDING = COL_UPDATED_AT + 1,
 };
 
-#define PG_BINDING_COLS                                                                    \
-	"b.contact, b.contact_key, floor(extract(epoch FROM b.expires))::bigint, "         \
-	"b.q::integer, b.call_id, b.cseq, b.path, b.instance, b.reg_id, b.user_agent, "    \
-	"b.received_proto, host(b.received_ip), b.received_port, b.conn_id, "              \
+#define PG_BINDING_COLS                                                                        \
+	"b.contact, b.contact_key, floor(extract(epoch FROM b.expires))::bigint, "             \
+	"b.q::integer, b.call_id, b.cseq, b.path, b.instance, b.reg_id, b.user_agent, "        \
+	"b.received_proto, host(b.received_ip), b.received_port, b.conn_id, "                  \
 	"b.registered_by, floor(extract(epoch FROM b.updated_at))::bigint"
 
 enum pg_stmt { STMT_APPLY, STMT_FETCH, STMT_SWEEP, STMT_ITERATE, STMT_FIND_USER, STMT_N };
@@ -110,32 +110,32 @@ struct pg_stmt_def {
 };
 
 static const struct pg_stmt_def pg_stmts[STMT_N] = {
-	[STMT_APPLY] = { "sipreg_apply",
-			 "SELECT * FROM sipreg_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-			 "$11, $12, $13, $14, $15, $16, $17, $18, $19)",
-			 19,
-			 { OID_BYTEA, OID_BYTEA, OID_INT8, OID_BOOL, OID_BYTEA_ARRAY,
-			   OID_BYTEA_ARRAY, OID_INT4_ARRAY, OID_INT4_ARRAY, OID_BYTEA_ARRAY,
-			   OID_INT8_ARRAY, OID_INT4, OID_BYTEA, OID_BYTEA, OID_TEXT, OID_TEXT,
-			   OID_INT4, OID_INT8, OID_BYTEA, OID_INT8 } },
-	[STMT_FETCH] = { "sipreg_fetch",
-			 "SELECT NULL::integer, " PG_BINDING_COLS " FROM bindings b "
-			 "WHERE b.aor = $1 AND b.expires > to_timestamp($2) "
-			 "ORDER BY coalesce(b.q, 1000) DESC, b.updated_at DESC, b.id",
-			 2,
-			 { OID_BYTEA, OID_INT8 } },
-	[STMT_SWEEP] = { "sipreg_sweep", "SELECT sipreg_sweep($1)", 1, { OID_INT8 } },
-	[STMT_ITERATE] = { "sipreg_iterate",
-			   "SELECT NULL::integer, " PG_BINDING_COLS ", b.aor, b.id FROM bindings b "
-			   "WHERE b.expires > to_timestamp($1) AND b.id > $2 ORDER BY b.id "
-			   "LIMIT 1000",
-			   2,
-			   { OID_INT8, OID_INT8 } },
-	[STMT_FIND_USER] = { "sipreg_find_user",
-			     "SELECT username, domain, ha1_md5, ha1_sha256, enabled, auth_off, "
-			     "max_contacts, aliases FROM sipreg_find_user($1, $2)",
-			     2,
-			     { OID_BYTEA, OID_TEXT } },
+    [STMT_APPLY] = {"sipreg_apply",
+		    "SELECT * FROM sipreg_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+		    "$11, $12, $13, $14, $15, $16, $17, $18, $19)",
+		    19,
+		    {OID_BYTEA, OID_BYTEA, OID_INT8, OID_BOOL, OID_BYTEA_ARRAY, OID_BYTEA_ARRAY,
+		     OID_INT4_ARRAY, OID_INT4_ARRAY, OID_BYTEA_ARRAY, OID_INT8_ARRAY, OID_INT4,
+		     OID_BYTEA, OID_BYTEA, OID_TEXT, OID_TEXT, OID_INT4, OID_INT8, OID_BYTEA,
+		     OID_INT8}},
+    [STMT_FETCH] = {"sipreg_fetch",
+		    "SELECT NULL::integer, " PG_BINDING_COLS " FROM bindings b "
+		    "WHERE b.aor = $1 AND b.expires > to_timestamp($2) "
+		    "ORDER BY coalesce(b.q, 1000) DESC, b.updated_at DESC, b.id",
+		    2,
+		    {OID_BYTEA, OID_INT8}},
+    [STMT_SWEEP] = {"sipreg_sweep", "SELECT sipreg_sweep($1)", 1, {OID_INT8}},
+    [STMT_ITERATE] = {"sipreg_iterate",
+		      "SELECT NULL::integer, " PG_BINDING_COLS ", b.aor, b.id FROM bindings b "
+		      "WHERE b.expires > to_timestamp($1) AND b.id > $2 ORDER BY b.id "
+		      "LIMIT 1000",
+		      2,
+		      {OID_INT8, OID_INT8}},
+    [STMT_FIND_USER] = {"sipreg_find_user",
+			"SELECT username, domain, ha1_md5, ha1_sha256, enabled, auth_off, "
+			"max_contacts, aliases FROM sipreg_find_user($1, $2)",
+			2,
+			{OID_BYTEA, OID_TEXT}},
 };
 
 enum pg_kind {
@@ -162,7 +162,7 @@ struct pg_buf {
 };
 
 struct pg_op {
-	struct pg_op *next;   /* queue or in-flight FIFO */
+	struct pg_op *next; /* queue or in-flight FIFO */
 	struct pg_be *be;
 	struct pg_conn *conn; /* set while sent */
 	enum pg_kind kind;
@@ -178,9 +178,9 @@ struct pg_op {
 	bool timer_on;
 
 	/* what to send */
-	int stmt;             /* enum pg_stmt, or -1 for a PG_SETUP/PG_LEASE text command */
-	const char *text;     /* the command for stmt == -1 */
-	int prepare;          /* PG_SETUP: >= 0 = PQsendPrepare of this statement */
+	int stmt;	  /* enum pg_stmt, or -1 for a PG_SETUP/PG_LEASE text command */
+	const char *text; /* the command for stmt == -1 */
+	int prepare;	  /* PG_SETUP: >= 0 = PQsendPrepare of this statement */
 	int nparams;
 	size_t off[PG_MAX_PARAMS];
 	int lengths[PG_MAX_PARAMS];
@@ -188,16 +188,16 @@ struct pg_op {
 	struct pg_buf buf;
 
 	/* results */
-	PGresult *res;        /* the (last) complete result of the query */
+	PGresult *res; /* the (last) complete result of the query */
 	int err;
-	bool query_done;      /* the query's NULL result came: the Sync is next */
-	bool final_sent;      /* iterate: the end-of-listing callback ran */
-	bool skipped;         /* sweep: another instance holds the lease, nothing to do */
-	bool has_affinity;    /* apply/fetch: keep to the AOR's connection */
+	bool query_done;   /* the query's NULL result came: the Sync is next */
+	bool final_sent;   /* iterate: the end-of-listing callback ran */
+	bool skipped;	   /* sweep: another instance holds the lease, nothing to do */
+	bool has_affinity; /* apply/fetch: keep to the AOR's connection */
 	uint64_t affinity;
-	bool alone;           /* sweep, iterate, internal: never batched */
-	bool sync_after;      /* the batch's Sync follows this op's statement */
-	uint64_t order;       /* position in a batch: a fixed hash of the AOR */
+	bool alone;		 /* sweep, iterate, internal: never batched */
+	bool sync_after;	 /* the batch's Sync follows this op's statement */
+	uint64_t order;		 /* position in a batch: a fixed hash of the AOR */
 	size_t aor_off, aor_len; /* apply/fetch: the AOR in buf */
 	size_t user_off, user_len, domain_off, domain_len; /* find_user */
 	struct pg_cached_user *hit; /* find_user answered from the cache */
@@ -214,20 +214,20 @@ struct pg_conn {
 	bool io_on;
 	short io_what;
 	evutil_socket_t io_fd;
-	struct event timer;    /* connect timeout, then backoff before the next attempt */
-	struct event failev;   /* deferred failure (a send failed inside a callback) */
+	struct event timer;  /* connect timeout, then backoff before the next attempt */
+	struct event failev; /* deferred failure (a send failed inside a callback) */
 	unsigned backoff_ms;
 	int fail_err;
 	struct pg_op *head, *tail; /* in flight, in order */
 	unsigned n_inflight;
-	struct pg_op *whead, *wtail; /* statement done, waiting for the batch's Sync */
-	unsigned n_syncs;          /* transactions in flight */
+	struct pg_op *whead, *wtail;	   /* statement done, waiting for the batch's Sync */
+	unsigned n_syncs;		   /* transactions in flight */
 	struct pg_op *batch[PG_BATCH_MAX]; /* being assembled by be_pump */
 	unsigned n_batch;
-	bool batch_closed;         /* holds an op that goes alone */
-	unsigned setup_left;   /* PG_SETUP ops still to complete */
+	bool batch_closed;   /* holds an op that goes alone */
+	unsigned setup_left; /* PG_SETUP ops still to complete */
 	bool want_write;
-	bool logged_down;      /* say "cannot connect" once per outage */
+	bool logged_down; /* say "cannot connect" once per outage */
 };
 
 /* A directory answer kept for PG_CACHE_TTL_S; shared with deferred callbacks by refcount. */
@@ -237,9 +237,9 @@ struct pg_cached_user {
 	bool in_cache;
 	bool found;
 	time_t expires;
-	struct dir_user u;      /* strings point into data */
+	struct dir_user u; /* strings point into data */
 	struct sip_str *aliases;
-	size_t key_len;         /* key = user bytes, '@', lower-case domain */
+	size_t key_len; /* key = user bytes, '@', lower-case domain */
 	char *key;
 	char data[];
 };
@@ -252,12 +252,12 @@ struct pg_be {
 	struct pg_conn *conns;
 	struct pg_op *qhead, *qtail; /* waiting for a connection */
 	size_t n_queued, max_queued;
-	unsigned rr;                 /* round-robin start for picking a connection */
+	unsigned rr;		     /* round-robin start for picking a connection */
 	struct pg_op *dhead, *dtail; /* completed from the cache, delivered by defer_ev */
 	struct event defer_ev;
 	struct event sweep_ev;
-	bool lease;                  /* connection 0 holds the sweeper lease */
-	bool lease_other;            /* another session holds it: sweeping is theirs */
+	bool lease;	  /* connection 0 holds the sweeper lease */
+	bool lease_other; /* another session holds it: sweeping is theirs */
 	bool lease_pending;
 	struct hmap cache;
 	size_t n_cached;
@@ -272,7 +272,7 @@ struct pg_be {
 	struct pg_op *listing; /* an iterate handing out a whole result's rows right now */
 };
 
-static const struct binding_set pg_empty_set = { .v = NULL, .n = 0 };
+static const struct binding_set pg_empty_set = {.v = NULL, .n = 0};
 
 static void conn_fail(struct pg_conn *c, int err);
 static void be_free(struct pg_be *be);
@@ -323,8 +323,8 @@ static void buf_put(struct pg_buf *b, const void *p, size_t len)
 static void buf_i32(struct pg_buf *b, int32_t v)
 {
 	uint32_t u = (uint32_t)v;
-	unsigned char x[4] = { (unsigned char)(u >> 24), (unsigned char)(u >> 16),
-			       (unsigned char)(u >> 8), (unsigned char)u };
+	unsigned char x[4] = {(unsigned char)(u >> 24), (unsigned char)(u >> 16),
+			      (unsigned char)(u >> 8), (unsigned char)u};
 
 	buf_put(b, x, 4);
 }
@@ -465,8 +465,8 @@ static struct sip_str res_str(const PGresult *r, int row, int col)
 {
 	if (PQgetisnull(r, row, col))
 		return SIP_STR_NULL;
-	return (struct sip_str){ .p = PQgetvalue(r, row, col),
-				 .len = (size_t)PQgetlength(r, row, col) };
+	return (struct sip_str){.p = PQgetvalue(r, row, col),
+				.len = (size_t)PQgetlength(r, row, col)};
 }
 
 /* Fill b from one row of the binding columns; strings borrow from r. */
@@ -632,7 +632,7 @@ static long array_decode(const char *p, size_t len, struct sip_str *v, size_t ca
 			return -1;
 		}
 		if (v && i < cap)
-			v[i] = (struct sip_str){ .p = p + off, .len = el };
+			v[i] = (struct sip_str){.p = p + off, .len = el};
 		off += el;
 	}
 	return (long)n;
@@ -668,8 +668,8 @@ static struct pg_cached_user *cached_new(const PGresult *r, const char *key, siz
 	cu->expires = time(NULL) + PG_CACHE_TTL_S;
 	cur = cu->data;
 	if (found) {
-		struct sip_str *dst[4] = { &cu->u.username, &cu->u.domain, &cu->u.ha1_md5,
-					   &cu->u.ha1_sha256 };
+		struct sip_str *dst[4] = {&cu->u.username, &cu->u.domain, &cu->u.ha1_md5,
+					  &cu->u.ha1_sha256};
 		char *araw;
 
 		/* the alias array first: it needs pointer alignment */
@@ -678,7 +678,7 @@ static struct pg_cached_user *cached_new(const PGresult *r, const char *key, siz
 		for (int i = 0; i < 4; i++) {
 			if (f[i].len)
 				memcpy(cur, f[i].p, f[i].len);
-			*dst[i] = (struct sip_str){ .p = cur, .len = f[i].len };
+			*dst[i] = (struct sip_str){.p = cur, .len = f[i].len};
 			cur += f[i].len;
 		}
 		araw = cur;
@@ -746,8 +746,8 @@ static struct pg_op *op_new(struct pg_be *be, enum pg_kind kind, void *arg)
 
 static void op_arm(struct pg_op *op)
 {
-	struct timeval tv = { .tv_sec = op->be->timeout_ms / 1000,
-			      .tv_usec = (op->be->timeout_ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = op->be->timeout_ms / 1000,
+			     .tv_usec = (op->be->timeout_ms % 1000) * 1000};
 
 	if (evtimer_add(&op->timer, &tv) == 0)
 		op->timer_on = true;
@@ -764,7 +764,7 @@ static void op_deliver(struct pg_op *op)
 		err = EIO; /* a query that answered nothing */
 	switch (op->kind) {
 	case PG_APPLY: {
-		struct sip_str aor = { .p = op->buf.p + op->aor_off, .len = op->aor_len };
+		struct sip_str aor = {.p = op->buf.p + op->aor_off, .len = op->aor_len};
 		struct binding_set set = pg_empty_set;
 		int outcome = REG_OK;
 		struct binding *v = NULL;
@@ -773,7 +773,8 @@ static void op_deliver(struct pg_op *op)
 		if (err)
 			goto apply_out;
 		rows = PQntuples(r);
-		if (rows < 1 || PQnfields(r) < COL_N_BINDING || PQgetisnull(r, 0, COL_OUTCOME)) {
+		if (rows < 1 || PQnfields(r) < COL_N_BINDING ||
+		    PQgetisnull(r, 0, COL_OUTCOME)) {
 			log_err("pg: sipreg_apply returned no status row");
 			err = EPROTO;
 			goto apply_out;
@@ -792,14 +793,14 @@ static void op_deliver(struct pg_op *op)
 			}
 			for (int i = 1; i < rows; i++)
 				res_binding(r, i, &aor, &v[i - 1]);
-			set = (struct binding_set){ .v = v, .n = (size_t)rows - 1 };
+			set = (struct binding_set){.v = v, .n = (size_t)rows - 1};
 		}
-apply_out:
+	apply_out:
 		op->cb.apply(err, err ? REG_OK : (enum reg_outcome)outcome, &set, op->arg);
 		break;
 	}
 	case PG_FETCH: {
-		struct sip_str aor = { .p = op->buf.p + op->aor_off, .len = op->aor_len };
+		struct sip_str aor = {.p = op->buf.p + op->aor_off, .len = op->aor_len};
 		struct binding_set set = pg_empty_set;
 		int rows = err ? 0 : PQntuples(r);
 		struct binding *v;
@@ -811,7 +812,7 @@ apply_out:
 			} else {
 				for (int i = 0; i < rows; i++)
 					res_binding(r, i, &aor, &v[i]);
-				set = (struct binding_set){ .v = v, .n = (size_t)rows };
+				set = (struct binding_set){.v = v, .n = (size_t)rows};
 			}
 		}
 		op->cb.fetch(err, &set, op->arg);
@@ -853,7 +854,8 @@ apply_out:
 		struct pg_cached_user *cu = op->hit;
 
 		if (!cu && !err) {
-			cu = cached_new(r, op->buf.p + op->user_off, op->user_len + 1 + op->domain_len);
+			cu = cached_new(r, op->buf.p + op->user_off,
+					op->user_len + 1 + op->domain_len);
 			if (!cu)
 				err = ENOMEM;
 			else
@@ -872,7 +874,8 @@ apply_out:
 		break;
 	case PG_AUTOSWEEP:
 		if (!err && r && res_i64(r, 0, 0) > 0)
-			log_debug("pg: swept %lld expired bindings", (long long)res_i64(r, 0, 0));
+			log_debug("pg: swept %lld expired bindings",
+				  (long long)res_i64(r, 0, 0));
 		break;
 	case PG_SETUP:
 		break;
@@ -1118,8 +1121,8 @@ static void op_timeout(evutil_socket_t fd, short what, void *arg)
 	op->timer_on = false;
 	be_enter(be);
 	if (op->conn) {
-		log_warn("pg[%u]: no answer within %u ms, resetting the connection", op->conn->idx,
-			 be->timeout_ms);
+		log_warn("pg[%u]: no answer within %u ms, resetting the connection",
+			 op->conn->idx, be->timeout_ms);
 		conn_fail(op->conn, ETIMEDOUT);
 	} else {
 		queue_unlink(be, op);
@@ -1163,7 +1166,7 @@ static void conn_timer(evutil_socket_t fd, short what, void *arg);
 
 static void conn_schedule(struct pg_conn *c, unsigned ms)
 {
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
 	evtimer_del(&c->timer);
 	evtimer_add(&c->timer, &tv);
@@ -1266,8 +1269,8 @@ static struct pg_op *setup_op(struct pg_conn *c, const char *text, int prepare)
 static void conn_setup(struct pg_conn *c)
 {
 	struct pg_be *be = c->be;
-	const char *texts[2] = { be->lock_timeout_sql,
-				 c->idx == 0 ? "LISTEN sipreg_users" : NULL };
+	const char *texts[2] = {be->lock_timeout_sql,
+				c->idx == 0 ? "LISTEN sipreg_users" : NULL};
 
 	if (PQsetnonblocking(c->pc, 1) != 0 || !PQenterPipelineMode(c->pc)) {
 		conn_fail(c, EIO);
@@ -1438,8 +1441,9 @@ static void conn_read(struct pg_conn *c)
 				break;
 			r = PQgetResult(c->pc);
 			if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
-				log_err("pg[%u]: protocol out of step (expected a pipeline sync)",
-					c->idx);
+				log_err(
+				    "pg[%u]: protocol out of step (expected a pipeline sync)",
+				    c->idx);
 				PQclear(r);
 				conn_fail(c, EPROTO);
 				return;
@@ -1520,8 +1524,8 @@ static void conn_start(struct pg_conn *c)
 	struct pg_be *be = c->be;
 	/* Our default first: a later keyword (the operator's conninfo) overrides it. The
 	 * connect is bounded by our own timer (libpq's connect_timeout is for blocking use). */
-	const char *keys[] = { "application_name", "dbname", NULL };
-	const char *vals[] = { "sipregd", be->conninfo, NULL };
+	const char *keys[] = {"application_name", "dbname", NULL};
+	const char *vals[] = {"sipregd", be->conninfo, NULL};
 
 	c->pc = PQconnectStartParams(keys, vals, 1);
 	if (!c->pc) {
@@ -1590,7 +1594,7 @@ static void defer_op(struct pg_be *be, struct pg_op *op)
 static void be_sweep_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct pg_be *be = arg;
-	struct timeval tv = { .tv_sec = PG_SWEEP_INTERVAL_S };
+	struct timeval tv = {.tv_sec = PG_SWEEP_INTERVAL_S};
 
 	(void)fd;
 	(void)what;
@@ -1616,7 +1620,7 @@ static void pg_close(void *p);
 static int pg_open(void **bep, const struct location_conf *conf, struct event_base *base)
 {
 	struct pg_be *be;
-	struct timeval tv = { .tv_sec = 1 };
+	struct timeval tv = {.tv_sec = 1};
 	int err = ENOMEM;
 
 	if (!conf->conninfo) {
@@ -1803,7 +1807,7 @@ static int pg_apply(void *p, const struct reg_request *req, location_apply_h *cb
 	{
 		struct sip_str proto = sip_str_c(sip_proto_name(req->source.proto));
 		size_t iplen = strnlen(req->source.ip, sizeof(req->source.ip));
-		struct sip_str ip = { .p = req->source.ip, .len = iplen };
+		struct sip_str ip = {.p = req->source.ip, .len = iplen};
 
 		param_bytes(op, 13, &proto);
 		param_bytes(op, 14, &ip);
@@ -1966,12 +1970,12 @@ static int pg_find_user(void *p, const struct sip_str *user, const struct sip_st
 }
 
 const struct location_backend location_backend_pg = {
-	.name = "pg",
-	.open = pg_open,
-	.close = pg_close,
-	.apply = pg_apply,
-	.fetch = pg_fetch,
-	.sweep = pg_sweep,
-	.iterate = pg_iterate,
-	.find_user = pg_find_user,
+    .name = "pg",
+    .open = pg_open,
+    .close = pg_close,
+    .apply = pg_apply,
+    .fetch = pg_fetch,
+    .sweep = pg_sweep,
+    .iterate = pg_iterate,
+    .find_user = pg_find_user,
 };

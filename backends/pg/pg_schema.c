@@ -38,7 +38,8 @@ static int schema_exec(PGconn *conn, const char *sql, const char *what, char *er
 
 static int schema_current(PGconn *conn, int *version_r, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM sipreg_schema_version");
+	PGresult *res =
+	    PQexec(conn, "SELECT coalesce(max(version), 0) FROM sipreg_schema_version");
 	int rc = 0;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
@@ -75,7 +76,7 @@ static int schema_apply_one(PGconn *conn, const struct pg_migration *m, char *er
 			    size_t errlen)
 {
 	char what[128], version[16];
-	const char *params[2] = { version, m->name };
+	const char *params[2] = {version, m->name};
 	PGresult *res;
 	int rc;
 
@@ -112,7 +113,8 @@ int pg_schema_migrate(PGconn *conn, int *from_r, int *to_r, char *err, size_t er
 	int rc, cur = 0, latest = (int)pg_migrations_count;
 	bool locked = false;
 
-	rc = schema_exec(conn, "SET client_min_messages = warning", "session setup", err, errlen);
+	rc = schema_exec(conn, "SET client_min_messages = warning", "session setup", err,
+			 errlen);
 	if (rc)
 		goto out;
 	/* Session-level lock: a second migrator waits here and then finds the work done. */
@@ -136,8 +138,8 @@ int pg_schema_migrate(PGconn *conn, int *from_r, int *to_r, char *err, size_t er
 		*from_r = cur;
 	if (cur > latest) {
 		snprintf(err, errlen,
-			 "database schema is at version %d, newer than this build knows (%d)", cur,
-			 latest);
+			 "database schema is at version %d, newer than this build knows (%d)",
+			 cur, latest);
 		rc = EPROTO;
 		goto out;
 	}
@@ -152,7 +154,8 @@ out:
 		*to_r = cur;
 	if (locked && PQstatus(conn) == CONNECTION_OK) {
 		char ignored[8];
-		snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%lld)", PG_SCHEMA_LOCK_KEY);
+		snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%lld)",
+			 PG_SCHEMA_LOCK_KEY);
 		schema_exec(conn, sql, "unlock", ignored, sizeof(ignored));
 	}
 	return rc;

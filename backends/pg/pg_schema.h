@@ -9,7 +9,7 @@
 #include <libpq-fe.h>
 
 struct pg_migration {
-	int version;      /* NNN of sql/migrations/NNN_name.sql */
+	int version;	  /* NNN of sql/migrations/NNN_name.sql */
 	const char *name; /* name */
 	const char *sql;
 };
