@@ -57,6 +57,7 @@ struct reg_pending {
 	struct location_op *op;
 	struct auth_creds creds;
 	enum auth_nonce_state nonce;
+	char auth_user[REGISTRAR_AOR_MAX]; /* digest username, canonically escaped */
 	int64_t now;
 };
 
@@ -248,6 +249,8 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 	struct reg_pending *p = arg;
 	struct server *srv = p->srv;
 	const struct registrar_conf *rc = &srv->cfg->registrar;
+	struct sip_str auth_user;
+	size_t len;
 	int rv;
 
 	p->op = NULL;
@@ -299,13 +302,21 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 		pending_challenge(p, false);
 		return;
 	}
-	if (sip_str_eq(&p->creds.username, &u->username)) {
+	/* The directory keys users by the canonical escaped user part; the digest username
+	 * is plain bytes. */
+	if (sipmsg_user_escape(&p->creds.username, p->auth_user, sizeof(p->auth_user), &len) !=
+	    0) {
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	auth_user = (struct sip_str){ .p = p->auth_user, .len = len };
+	if (sip_str_eq(&auth_user, &u->username)) {
 		register_verify(p, u);
 		return;
 	}
 	/* Someone else's credentials: that user may hold this AOR as an alias. */
-	rv = directory_find_user(srv->dir, &p->creds.username, &p->d.domain, register_auth_user,
-				 p, &p->op);
+	rv = directory_find_user(srv->dir, &auth_user, &p->d.domain, register_auth_user, p,
+				 &p->op);
 	if (rv)
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
 }
@@ -494,6 +505,16 @@ static void server_sweep_done(int err, size_t n_removed, void *arg)
 		log_debug("location: swept %zu expired bindings", n_removed);
 }
 
+static bool server_same_store(const struct location_conf *a, const struct location_conf *b)
+{
+	if (strcmp(a->backend, b->backend) != 0)
+		return false;
+	if (!a->conninfo || !b->conninfo)
+		return a->conninfo == b->conninfo;
+	return strcmp(a->conninfo, b->conninfo) == 0 && a->pool == b->pool &&
+	       a->timeout_ms == b->timeout_ms;
+}
+
 int server_alloc(struct server **sp, struct event_base *base, const struct config *cfg)
 {
 	struct timeval every = { .tv_sec = SWEEP_INTERVAL_S };
@@ -508,17 +529,22 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 	err = auth_alloc(&srv->auth, &cfg->auth);
 	if (err)
 		goto fail;
-	err = location_open(&srv->dir, &cfg->directory, base);
-	if (err) {
-		log_err("directory: cannot open backend \"%s\": %s", cfg->directory.backend,
-			strerror(err));
-		goto fail;
-	}
 	err = location_open(&srv->loc, &cfg->location, base);
 	if (err) {
 		log_err("location: cannot open backend \"%s\": %s", cfg->location.backend,
 			strerror(err));
 		goto fail;
+	}
+	/* Users and bindings in the same store: one instance, one connection pool. */
+	if (server_same_store(&cfg->directory, &cfg->location)) {
+		srv->dir = srv->loc;
+	} else {
+		err = location_open(&srv->dir, &cfg->directory, base);
+		if (err) {
+			log_err("directory: cannot open backend \"%s\": %s",
+				cfg->directory.backend, strerror(err));
+			goto fail;
+		}
 	}
 	err = net_alloc(&srv->net, base, cfg, server_on_message, srv);
 	if (err)
@@ -551,6 +577,8 @@ void server_free(struct server **sp)
 	 * go away, and no response is sent on a transport that is already closed. */
 	tsx_table_free(&srv->tsx);
 	net_free(&srv->net);
+	if (srv->dir == srv->loc)
+		srv->dir = NULL;
 	location_close(&srv->loc);
 	location_close(&srv->dir);
 	auth_free(&srv->auth);

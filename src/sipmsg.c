@@ -570,6 +570,28 @@ static bool out_canon(struct out *o, const struct sip_str *s, enum esc_set set, 
 	return c == -1;
 }
 
+int sipmsg_user_escape(const struct sip_str *bytes, char *buf, size_t buflen, size_t *len_r)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	struct out o = {.p = buf, .cap = buflen};
+
+	for (size_t i = 0; i < bytes->len; i++) {
+		unsigned char c = (unsigned char)bytes->p[i];
+
+		if (char_literal(c, ESC_USER)) {
+			out_ch(&o, (char)c);
+		} else {
+			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+
+			out_put(&o, e, 3);
+		}
+	}
+	if (o.overflow)
+		return ENOSPC;
+	*len_r = o.len;
+	return 0;
+}
+
 /* Host as compared: lower case, IP addresses in their canonical text form. */
 static bool out_host(struct out *o, const struct sip_str *host)
 {

@@ -105,6 +105,11 @@ int sipmsg_uri_aor(const struct sip_str *uri, char *buf, size_t buflen, struct s
  * headers dropped. Returns 0, EINVAL or ENOSPC. */
 int sipmsg_uri_key(const struct sip_str *uri, char *buf, size_t buflen, size_t *len_r);
 
+/* A user name given as plain bytes (a digest username) in the canonical escaped form
+ * sipmsg_uri_aor gives URI user parts, so both name the same directory entry. Returns 0
+ * or ENOSPC. */
+int sipmsg_user_escape(const struct sip_str *bytes, char *buf, size_t buflen, size_t *len_r);
+
 /* Host check for a URI or Via host: hostname, IPv4, or bracketed IPv6. */
 bool sipmsg_host_valid(const char *host, size_t len);
 

@@ -1453,6 +1453,22 @@ static void test_torture_messages_specific_answers(void)
 	conformance_expect("rfc5118", "port-ambiguous", 0, 0);
 }
 
+/* A digest username (plain bytes) names the same user as the URI user part it stands
+ * for: escaped the way sipmsg_uri_aor canonicalises user parts. */
+static void test_user_escape_matches_uri_aor_user(void)
+{
+	char buf[64], aor[128];
+	struct sip_str plain = SIP_STR_LIT("a b%c"), user, domain;
+	struct sip_str uri = SIP_STR_LIT("sip:a%20b%25%63@example.com");
+	size_t len = 0;
+
+	CHECK_INT(sipmsg_user_escape(&plain, buf, sizeof(buf), &len), 0);
+	CHECK_MEM(buf, len, "a%20b%25c");
+	CHECK_INT(sipmsg_uri_aor(&uri, aor, sizeof(aor), &user, &domain), 0);
+	CHECK(user.len == len && memcmp(user.p, buf, len) == 0);
+	CHECK_INT(sipmsg_user_escape(&plain, buf, 4, &len), ENOSPC);
+}
+
 int main(int argc, char **argv)
 {
 	conformance_dir = argc > 1 ? argv[1] : NULL;
@@ -1515,5 +1531,6 @@ int main(int argc, char **argv)
 	RUN(test_error_raw_needs_request_line_and_via);
 	RUN(test_torture_messages_match_expected_verdicts);
 	RUN(test_torture_messages_specific_answers);
+	RUN(test_user_escape_matches_uri_aor_user);
 	CHECK_DONE();
 }
