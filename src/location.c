@@ -43,13 +43,7 @@ struct location {
 struct location_op {
 	struct location_op *prev, *next;
 	struct location *loc;
-	union {
-		location_apply_h *apply;
-		location_fetch_h *fetch;
-		location_sweep_h *sweep;
-		location_iter_h *iterate;
-		directory_find_h *find_user;
-	} cb;
+	union location_cb cb;
 	void *arg;
 	bool cancelled;
 	bool submitting; /* inside the backend call that started it */

@@ -71,13 +71,7 @@ struct mem_change {
 struct mem_op {
 	struct mem_op *next;
 	enum mem_op_kind kind;
-	union {
-		location_apply_h *apply;
-		location_fetch_h *fetch;
-		location_sweep_h *sweep;
-		location_iter_h *iterate;
-		directory_find_h *find_user;
-	} cb;
+	union location_cb cb;
 	void *arg;
 	int64_t now;
 	struct sip_str s1; /* apply, fetch: the AOR; find_user: the user part */

@@ -166,13 +166,7 @@ struct pg_op {
 	struct pg_be *be;
 	struct pg_conn *conn; /* set while sent */
 	enum pg_kind kind;
-	union {
-		location_apply_h *apply;
-		location_fetch_h *fetch;
-		location_sweep_h *sweep;
-		location_iter_h *iterate;
-		directory_find_h *find_user;
-	} cb;
+	union location_cb cb;
 	void *arg;
 	struct event timer;
 	bool timer_on;

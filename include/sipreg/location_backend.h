@@ -15,6 +15,16 @@
 
 #include "sipreg/location.h"
 
+/* The completion callback of one operation, whichever kind it is: backends keep their
+ * pending operations in one queue and answer each through the member of its kind. */
+union location_cb {
+	location_apply_h *apply;
+	location_fetch_h *fetch;
+	location_sweep_h *sweep;
+	location_iter_h *iterate;
+	directory_find_h *find_user;
+};
+
 struct location_backend {
 	const char *name;
 	/* Create the backend state (*bep). May start connecting asynchronously; operations
