@@ -19,6 +19,7 @@ See bench/README.md for the command line (bench/run.sh wraps this file)."""
 import argparse
 import csv
 import datetime
+import fcntl
 import math
 import os
 import resource
@@ -504,8 +505,40 @@ def print_row(cells, widths):
     print("  ".join(c.rjust(w) for c, w in zip(cells, widths)), flush=True)
 
 
+LOCK_PATH = "/tmp/sipreg-bench.lock"
+LOCK_WAIT = 3600.0
+
+
+def bench_lock():
+    """One benchmark at a time on this machine: two ladders (or two Kamailio reference runs,
+    which share /tmp/kbench and port 5070) would measure each other. Waits up to an hour
+    for another run to finish. The lock goes with the process."""
+    f = open(LOCK_PATH, "a+")
+    deadline = time.monotonic() + LOCK_WAIT
+    said = False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                die("another benchmark still holds %s after %.0f s" % (LOCK_PATH, LOCK_WAIT))
+            if not said:
+                f.seek(0)
+                print("# waiting for another benchmark run (%s)" % f.read().strip(),
+                      flush=True)
+                said = True
+            time.sleep(2)
+    f.seek(0)
+    f.truncate()
+    f.write("pid %d since %s\n" % (os.getpid(), time.strftime("%H:%M:%S")))
+    f.flush()
+    return f
+
+
 def main():
     a = parse_args()
+    lock = bench_lock()  # noqa: F841  (held until exit)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = os.path.abspath(a.out or os.path.join("/tmp/sipreg-bench", stamp))
     os.makedirs(out, exist_ok=True)
