@@ -563,29 +563,30 @@ int registrar_outcome_status(const struct registrar_conf *cfg, enum reg_outcome 
 	return 500;
 }
 
-/* q in thousandths as the shortest qvalue: 1000 -> "1", 500 -> "0.5", 0 -> "0". */
-static void registrar_q_format(int16_t q, char *buf, size_t len)
+/* q in thousandths as the shortest qvalue: 1000 -> "1", 500 -> "0.5", 0 -> "0". Returns
+ * the length written into buf (at least 5 bytes). */
+static size_t registrar_q_format(int16_t q, char *buf)
 {
-	size_t n;
+	size_t n = 5;
 
-	if (q >= 1000) {
-		snprintf(buf, len, "1");
-		return;
+	if (q >= 1000 || q <= 0) {
+		buf[0] = q > 0 ? '1' : '0';
+		return 1;
 	}
-	if (q <= 0) {
-		snprintf(buf, len, "0");
-		return;
-	}
-	snprintf(buf, len, "0.%03d", q);
-	n = strlen(buf);
-	while (n > 0 && buf[n - 1] == '0')
-		buf[--n] = '\0';
+	buf[0] = '0';
+	buf[1] = '.';
+	buf[2] = (char)('0' + q / 100);
+	buf[3] = (char)('0' + q / 10 % 10);
+	buf[4] = (char)('0' + q % 10);
+	while (buf[n - 1] == '0')
+		n--;
+	return n;
 }
 
 void registrar_reply_ok(struct sipresp *r, const struct reg_decision *d,
 			const struct binding_set *set, int64_t now)
 {
-	char num[48];
+	char num[8];
 
 	for (size_t i = 0; set && i < set->n; i++) {
 		const struct binding *b = &set->v[i];
@@ -594,12 +595,11 @@ void registrar_reply_ok(struct sipresp *r, const struct reg_decision *d,
 			continue;
 		sipresp_append(r, "Contact: <", 10);
 		sipresp_append(r, b->contact.p, b->contact.len);
-		snprintf(num, sizeof(num), ">;expires=%" PRId64, b->expires_at - now);
-		sipresp_append(r, num, strlen(num));
+		sipresp_append(r, ">;expires=", 10);
+		sipresp_append_uint(r, (uint64_t)(b->expires_at - now));
 		if (b->q != Q_NONE) {
 			sipresp_append(r, ";q=", 3);
-			registrar_q_format(b->q, num, sizeof(num));
-			sipresp_append(r, num, strlen(num));
+			sipresp_append(r, num, registrar_q_format(b->q, num));
 		}
 		/* RFC 5626 §6 stores every Contact parameter with the binding; echoing the
 		 * instance (and its reg-id) lets the UA match its own binding. No Require:
@@ -609,8 +609,8 @@ void registrar_reply_ok(struct sipresp *r, const struct reg_decision *d,
 			sipresp_append(r, b->instance.p, b->instance.len);
 			sipresp_append(r, "\"", 1);
 			if (b->reg_id) {
-				snprintf(num, sizeof(num), ";reg-id=%" PRIu32, b->reg_id);
-				sipresp_append(r, num, strlen(num));
+				sipresp_append(r, ";reg-id=", 8);
+				sipresp_append_uint(r, b->reg_id);
 			}
 		}
 		sipresp_append(r, "\r\n", 2);

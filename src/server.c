@@ -81,7 +81,7 @@ static void server_reply_stateless(struct server *srv, const struct sipmsg *m,
 	if (sipresp_start(&r, m, status, reason, &flow->src) != 0)
 		goto out;
 	if (retry_after > 0)
-		sipresp_header(&r, "Retry-After", "%d", retry_after);
+		sipresp_header_uint(&r, "Retry-After", (uint64_t)retry_after);
 	if (sipresp_finish(&r) != 0)
 		goto out;
 	net_send(srv->net, flow, server_reply_port(m, flow), r.buf, r.len);
@@ -130,7 +130,7 @@ static void pending_reply(struct reg_pending *p, int status, const char *reason,
 
 	sipresp_start(&r, p->msg, status, reason, &tsx_flow(p->tsx)->src);
 	if (retry_after > 0)
-		sipresp_header(&r, "Retry-After", "%d", retry_after);
+		sipresp_header_uint(&r, "Retry-After", (uint64_t)retry_after);
 	pending_send(p, status, &r);
 }
 
@@ -372,9 +372,9 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 	if (p->d.status) {
 		sipresp_start(&r, m, p->d.status, p->d.reason, &flow->src);
 		if (p->d.status == 423)
-			sipresp_header(&r, "Min-Expires", "%u", srv->cfg->registrar.min_expires);
+			sipresp_header_uint(&r, "Min-Expires", srv->cfg->registrar.min_expires);
 		if (p->d.status == 420 && p->d.unsupported)
-			sipresp_header(&r, "Unsupported", "%s", p->d.unsupported);
+			sipresp_header_str(&r, "Unsupported", p->d.unsupported);
 		pending_send(p, p->d.status, &r);
 		return;
 	}
@@ -410,26 +410,26 @@ static void server_other(struct server *srv, struct sipmsg *m, const struct net_
 		if (registrar_require_unsupported(m, unsupported, sizeof(unsupported))) {
 			status = 420;
 			sipresp_start(&r, m, status, "Bad Extension", &flow->src);
-			sipresp_header(&r, "Unsupported", "%s", unsupported);
+			sipresp_header_str(&r, "Unsupported", unsupported);
 			break;
 		}
 		status = 200;
 		sipresp_start(&r, m, status, "OK", &flow->src);
-		sipresp_header(&r, "Allow", "%s", server_allow);
-		sipresp_header(&r, "Accept", "application/sdp");
-		sipresp_header(&r, "Accept-Encoding", "identity");
-		sipresp_header(&r, "Accept-Language", "en");
-		sipresp_header(&r, "Supported", "path");
+		sipresp_header_str(&r, "Allow", server_allow);
+		sipresp_header_str(&r, "Accept", "application/sdp");
+		sipresp_header_str(&r, "Accept-Encoding", "identity");
+		sipresp_header_str(&r, "Accept-Language", "en");
+		sipresp_header_str(&r, "Supported", "path");
 		break;
 	case SIP_M_UNKNOWN:
 		status = 501;
 		sipresp_start(&r, m, status, "Not Implemented", &flow->src);
-		sipresp_header(&r, "Allow", "%s", server_allow);
+		sipresp_header_str(&r, "Allow", server_allow);
 		break;
 	default:
 		status = 405;
 		sipresp_start(&r, m, status, "Method Not Allowed", &flow->src);
-		sipresp_header(&r, "Allow", "%s", server_allow);
+		sipresp_header_str(&r, "Allow", server_allow);
 		break;
 	}
 	if (sipresp_finish(&r) == 0)

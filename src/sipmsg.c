@@ -173,6 +173,120 @@ bool sipmsg_list_next(const struct sip_str *v, size_t *pos, struct sip_str *elem
 	return true;
 }
 
+/* Which recorded header a trimmed header name is (full or compact form). */
+static enum sipmsg_hdr hdr_identify(const struct sip_str *n)
+{
+	if (n->len == 0)
+		return SIPMSG_HDR_OTHER;
+	if (n->len == 1) {
+		switch (to_lower(n->p[0])) {
+		case 'v':
+			return SIPMSG_HDR_VIA;
+		case 'f':
+			return SIPMSG_HDR_FROM;
+		case 't':
+			return SIPMSG_HDR_TO;
+		case 'i':
+			return SIPMSG_HDR_CALL_ID;
+		case 'm':
+			return SIPMSG_HDR_CONTACT;
+		case 'l':
+			return SIPMSG_HDR_CLEN;
+		case 'c':
+			return SIPMSG_HDR_CTYPE;
+		case 'k':
+			return SIPMSG_HDR_SUPPORTED;
+		default:
+			return SIPMSG_HDR_OTHER;
+		}
+	}
+	switch (to_lower(n->p[0])) {
+	case 'a':
+		return mem_ieq(n->p, n->len, "Authorization") ? SIPMSG_HDR_AUTHORIZATION
+							      : SIPMSG_HDR_OTHER;
+	case 'v':
+		return mem_ieq(n->p, n->len, "Via") ? SIPMSG_HDR_VIA : SIPMSG_HDR_OTHER;
+	case 'f':
+		return mem_ieq(n->p, n->len, "From") ? SIPMSG_HDR_FROM : SIPMSG_HDR_OTHER;
+	case 't':
+		return mem_ieq(n->p, n->len, "To") ? SIPMSG_HDR_TO : SIPMSG_HDR_OTHER;
+	case 'c':
+		if (mem_ieq(n->p, n->len, "Call-ID"))
+			return SIPMSG_HDR_CALL_ID;
+		if (mem_ieq(n->p, n->len, "CSeq"))
+			return SIPMSG_HDR_CSEQ;
+		if (mem_ieq(n->p, n->len, "Contact"))
+			return SIPMSG_HDR_CONTACT;
+		if (mem_ieq(n->p, n->len, "Content-Length"))
+			return SIPMSG_HDR_CLEN;
+		if (mem_ieq(n->p, n->len, "Content-Type"))
+			return SIPMSG_HDR_CTYPE;
+		return SIPMSG_HDR_OTHER;
+	case 'e':
+		return mem_ieq(n->p, n->len, "Expires") ? SIPMSG_HDR_EXPIRES : SIPMSG_HDR_OTHER;
+	case 'm':
+		return mem_ieq(n->p, n->len, "Max-Forwards") ? SIPMSG_HDR_MAXFWD
+							     : SIPMSG_HDR_OTHER;
+	case 'p':
+		return mem_ieq(n->p, n->len, "Path") ? SIPMSG_HDR_PATH : SIPMSG_HDR_OTHER;
+	case 'r':
+		return mem_ieq(n->p, n->len, "Require") ? SIPMSG_HDR_REQUIRE : SIPMSG_HDR_OTHER;
+	case 's':
+		return mem_ieq(n->p, n->len, "Supported") ? SIPMSG_HDR_SUPPORTED
+							  : SIPMSG_HDR_OTHER;
+	case 'u':
+		return mem_ieq(n->p, n->len, "User-Agent") ? SIPMSG_HDR_USER_AGENT
+							   : SIPMSG_HDR_OTHER;
+	default:
+		return SIPMSG_HDR_OTHER;
+	}
+}
+
+/* The recorded header a (name, compact) pair asks for, when it is exactly the standard
+ * pair: a caller asking for "Supported" without its compact form "k" must not get the
+ * "k" lines, so such a request is answered by a raw scan. */
+static enum sipmsg_hdr hdr_of_request(const char *name, const char *compact)
+{
+	struct sip_str n = sip_str_c(name);
+	enum sipmsg_hdr id = hdr_identify(&n);
+	struct sip_str c = sip_str_c(compact);
+
+	if (id == SIPMSG_HDR_OTHER || n.len == 1)
+		return SIPMSG_HDR_OTHER;
+	if (c.len == 0) /* then only headers without a compact form qualify */
+		return (id == SIPMSG_HDR_CSEQ || id == SIPMSG_HDR_EXPIRES ||
+			id == SIPMSG_HDR_MAXFWD || id == SIPMSG_HDR_REQUIRE ||
+			id == SIPMSG_HDR_PATH || id == SIPMSG_HDR_USER_AGENT ||
+			id == SIPMSG_HDR_AUTHORIZATION)
+			   ? id
+			   : SIPMSG_HDR_OTHER;
+	return c.len == 1 && hdr_identify(&c) == id ? id : SIPMSG_HDR_OTHER;
+}
+
+bool sipmsg_hdr_next(const struct sipmsg *m, enum sipmsg_hdr id, size_t *pos,
+		     struct sip_str *value)
+{
+	struct sip_str name;
+
+	if (!m || !m->raw || id == SIPMSG_HDR_OTHER)
+		return false;
+	if (!m->index_full) {
+		while (*pos < m->n_index) {
+			size_t i = (*pos)++;
+
+			if (m->index[i].id == id) {
+				*value = m->index[i].value;
+				return true;
+			}
+		}
+		return false;
+	}
+	while (sipmsg_raw_header_next(m->raw, m->raw_len, pos, &name, value, NULL))
+		if (hdr_identify(&name) == id)
+			return true;
+	return false;
+}
+
 static bool name_is(const struct sip_str *name, const char *full, const char *compact)
 {
 	if (compact && name->len == 1 && to_lower(name->p[0]) == compact[0])
@@ -180,17 +294,31 @@ static bool name_is(const struct sip_str *name, const char *full, const char *co
 	return mem_ieq(name->p, name->len, full);
 }
 
+/* Next raw value of the header (name, compact): from the index when the pair is one it
+ * records, else by scanning the raw text. */
+static bool header_next(const struct sipmsg *m, enum sipmsg_hdr id, const char *name,
+			const char *compact, size_t *pos, struct sip_str *value)
+{
+	struct sip_str hn;
+
+	if (id != SIPMSG_HDR_OTHER)
+		return sipmsg_hdr_next(m, id, pos, value);
+	while (sipmsg_raw_header_next(m->raw, m->raw_len, pos, &hn, value, NULL))
+		if (name_is(&hn, name, compact))
+			return true;
+	return false;
+}
+
 size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char *compact,
 			    bool split_commas, struct sip_str *out, size_t max)
 {
-	struct sip_str hn, hv, e;
+	enum sipmsg_hdr id = hdr_of_request(name, compact);
+	struct sip_str hv, e;
 	size_t pos = 0, n = 0, lpos;
 
 	if (!m || !m->raw)
 		return 0;
-	while (n < max && sipmsg_raw_header_next(m->raw, m->raw_len, &pos, &hn, &hv, NULL)) {
-		if (!name_is(&hn, name, compact))
-			continue;
+	while (n < max && header_next(m, id, name, compact, &pos, &hv)) {
 		if (!split_commas) {
 			out[n++] = hv;
 			continue;
@@ -799,74 +927,9 @@ static bool nameaddr_split(const struct sip_str *v, struct sip_str *uri, struct 
 	return uri->len > 0;
 }
 
-enum hdr_id {
-	HDR_OTHER = 0,
-	HDR_VIA,
-	HDR_FROM,
-	HDR_TO,
-	HDR_CALL_ID,
-	HDR_CSEQ,
-	HDR_CONTACT,
-	HDR_CLEN,
-	HDR_EXPIRES,
-	HDR_MAXFWD,
-	HDR_CTYPE,
-	HDR_COUNT
-};
-
-static enum hdr_id hdr_identify(const struct sip_str *n)
-{
-	if (n->len == 1) {
-		switch (to_lower(n->p[0])) {
-		case 'v':
-			return HDR_VIA;
-		case 'f':
-			return HDR_FROM;
-		case 't':
-			return HDR_TO;
-		case 'i':
-			return HDR_CALL_ID;
-		case 'm':
-			return HDR_CONTACT;
-		case 'l':
-			return HDR_CLEN;
-		case 'c':
-			return HDR_CTYPE;
-		default:
-			return HDR_OTHER;
-		}
-	}
-	switch (to_lower(n->p[0])) {
-	case 'v':
-		return mem_ieq(n->p, n->len, "Via") ? HDR_VIA : HDR_OTHER;
-	case 'f':
-		return mem_ieq(n->p, n->len, "From") ? HDR_FROM : HDR_OTHER;
-	case 't':
-		return mem_ieq(n->p, n->len, "To") ? HDR_TO : HDR_OTHER;
-	case 'c':
-		if (mem_ieq(n->p, n->len, "Call-ID"))
-			return HDR_CALL_ID;
-		if (mem_ieq(n->p, n->len, "CSeq"))
-			return HDR_CSEQ;
-		if (mem_ieq(n->p, n->len, "Contact"))
-			return HDR_CONTACT;
-		if (mem_ieq(n->p, n->len, "Content-Length"))
-			return HDR_CLEN;
-		if (mem_ieq(n->p, n->len, "Content-Type"))
-			return HDR_CTYPE;
-		return HDR_OTHER;
-	case 'e':
-		return mem_ieq(n->p, n->len, "Expires") ? HDR_EXPIRES : HDR_OTHER;
-	case 'm':
-		return mem_ieq(n->p, n->len, "Max-Forwards") ? HDR_MAXFWD : HDR_OTHER;
-	default:
-		return HDR_OTHER;
-	}
-}
-
 struct scan {
-	struct sip_str first[HDR_COUNT]; /* first value of each header we read */
-	unsigned count[HDR_COUNT];
+	struct sip_str first[SIPMSG_HDR_COUNT]; /* first value of each header we read */
+	unsigned count[SIPMSG_HDR_COUNT];
 	bool bad_contact;
 	bool multipart; /* a Content-Type multipart/...: see osip_view() */
 };
@@ -901,20 +964,27 @@ static int scan_headers(struct sipmsg *m, struct scan *sc)
 {
 	struct sip_str name, value, e, uri, params;
 	size_t pos = 0, lpos, cap = 0;
-	enum hdr_id id;
+	enum sipmsg_hdr id;
 	int err;
 
 	while (sipmsg_raw_header_next(m->raw, m->raw_len, &pos, &name, &value, NULL)) {
 		if (name.len == 0)
 			continue;
 		id = hdr_identify(&name);
-		if (id == HDR_OTHER)
+		if (id == SIPMSG_HDR_OTHER)
 			continue;
+		if (m->n_index < SIPMSG_INDEX_MAX) {
+			m->index[m->n_index].id = (uint8_t)id;
+			m->index[m->n_index++].value = value;
+		} else {
+			m->index_full = true;
+		}
 		if (sc->count[id]++ == 0)
 			sc->first[id] = value;
-		if (id == HDR_CTYPE && value.len >= 9 && mem_ieq(value.p, 9, "multipart"))
+		if (id == SIPMSG_HDR_CTYPE && value.len >= 9 &&
+		    mem_ieq(value.p, 9, "multipart"))
 			sc->multipart = true;
-		if (id != HDR_CONTACT)
+		if (id != SIPMSG_HDR_CONTACT)
 			continue;
 		lpos = 0;
 		while (sipmsg_list_next(&value, &lpos, &e)) {
@@ -1028,7 +1098,7 @@ static int osip_view(const struct sipmsg *m, const struct scan *sc, char **copyp
 	}
 	while (sc->multipart &&
 	       sipmsg_raw_header_next(m->raw, m->raw_len, &pos, &name, &value, NULL))
-		if (hdr_identify(&name) == HDR_CTYPE && value.len >= 9 &&
+		if (hdr_identify(&name) == SIPMSG_HDR_CTYPE && value.len >= 9 &&
 		    mem_ieq(value.p, 9, "multipart"))
 			copy[value.p - m->raw] = 'x';
 	*copyp = copy;
@@ -1148,17 +1218,18 @@ static bool fill_ids(struct sipmsg *m, struct scan *sc, const char **reason)
 	struct sip_str *f = sc->first, from_uri;
 	bool ok = true;
 
-	if (sc->count[HDR_CALL_ID])
-		m->call_id = f[HDR_CALL_ID];
-	if (sc->count[HDR_VIA] && !fill_via(m)) {
+	if (sc->count[SIPMSG_HDR_CALL_ID])
+		m->call_id = f[SIPMSG_HDR_CALL_ID];
+	if (sc->count[SIPMSG_HDR_VIA] && !fill_via(m)) {
 		*reason = "Bad Via";
 		ok = false;
 	}
-	if (sc->count[HDR_TO] && !fill_tag(&f[HDR_TO], &m->to_uri, &m->to_tag)) {
+	if (sc->count[SIPMSG_HDR_TO] && !fill_tag(&f[SIPMSG_HDR_TO], &m->to_uri, &m->to_tag)) {
 		*reason = "Bad To";
 		ok = false;
 	}
-	if (sc->count[HDR_FROM] && !fill_tag(&f[HDR_FROM], &from_uri, &m->from_tag)) {
+	if (sc->count[SIPMSG_HDR_FROM] &&
+	    !fill_tag(&f[SIPMSG_HDR_FROM], &from_uri, &m->from_tag)) {
 		*reason = "Bad From";
 		ok = false;
 	}
@@ -1178,9 +1249,10 @@ static int request_checks(struct sipmsg *m, struct scan *sc, const struct reqlin
 		*reason = "Version Not Supported";
 		return 505;
 	}
-	if (!sc->count[HDR_TO] || !sc->count[HDR_FROM] || !sc->count[HDR_CALL_ID] ||
-	    !sc->count[HDR_CSEQ] || !sc->count[HDR_VIA] || !m->osip->to || !m->osip->from ||
-	    !m->osip->call_id || !m->osip->cseq || !m->osip->vias.nb_elt || !m->call_id.len) {
+	if (!sc->count[SIPMSG_HDR_TO] || !sc->count[SIPMSG_HDR_FROM] ||
+	    !sc->count[SIPMSG_HDR_CALL_ID] || !sc->count[SIPMSG_HDR_CSEQ] ||
+	    !sc->count[SIPMSG_HDR_VIA] || !m->osip->to || !m->osip->from || !m->osip->call_id ||
+	    !m->osip->cseq || !m->osip->vias.nb_elt || !m->call_id.len) {
 		*reason = "Missing Mandatory Header";
 		return STATUS_BAD;
 	}
@@ -1198,19 +1270,20 @@ static int request_checks(struct sipmsg *m, struct scan *sc, const struct reqlin
 	if (!sipmsg_host_valid(ru.host.p, ru.host.len) || !port_valid(&ru) || ru.headers.len)
 		return STATUS_BAD;
 	*reason = "Bad CSeq";
-	if (!cseq_check(m, &f[HDR_CSEQ]))
+	if (!cseq_check(m, &f[SIPMSG_HDR_CSEQ]))
 		return STATUS_BAD;
 	*reason = "Bad Content-Length";
-	if (sc->count[HDR_CLEN] && !parse_uint(&f[HDR_CLEN], UINT32_MAX, true, &n))
+	if (sc->count[SIPMSG_HDR_CLEN] &&
+	    !parse_uint(&f[SIPMSG_HDR_CLEN], UINT32_MAX, true, &n))
 		return STATUS_BAD;
 	*reason = "Bad Expires";
-	if (sc->count[HDR_EXPIRES]) {
-		if (!parse_uint(&f[HDR_EXPIRES], UINT32_MAX, true, &n))
+	if (sc->count[SIPMSG_HDR_EXPIRES]) {
+		if (!parse_uint(&f[SIPMSG_HDR_EXPIRES], UINT32_MAX, true, &n))
 			return STATUS_BAD;
 		m->expires_hdr = (int64_t)n;
 	}
 	*reason = "Bad Max-Forwards";
-	if (sc->count[HDR_MAXFWD] && !parse_uint(&f[HDR_MAXFWD], 255, false, &n))
+	if (sc->count[SIPMSG_HDR_MAXFWD] && !parse_uint(&f[SIPMSG_HDR_MAXFWD], 255, false, &n))
 		return STATUS_BAD;
 	*reason = "Bad Contact";
 	if (sc->bad_contact)
@@ -1270,13 +1343,16 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 	err = scan_headers(m, &sc);
 	if (err == 0)
 		err = osip_view(m, &sc, &osip_copy);
-	if (err == 0 && osip_message_init(&m->osip) != 0)
-		err = ENOMEM;
 	if (err) {
 		sipmsg_free(&m);
 		if (err != EBADMSG)
 			return err;
 		return parse_fail(mp, NULL, STATUS_BAD, reason, status_r, reason_r);
+	}
+	if (osip_message_init(&m->osip) != 0) {
+		sipmsg_free(&m);
+		free(osip_copy);
+		return ENOMEM;
 	}
 	err = osip_message_parse(m->osip, osip_copy ? osip_copy : m->raw, len);
 	free(osip_copy);
@@ -1287,14 +1363,14 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 	}
 	if (m->is_response) {
 		/* the server drops responses; give it what identifies them */
-		struct sip_str cs = sc.first[HDR_CSEQ];
+		struct sip_str cs = sc.first[SIPMSG_HDR_CSEQ];
 		const char *p = cs.p, *e = p ? p + cs.len : NULL;
 		uint64_t n;
 
 		while (p < e && is_digit(*p))
 			p++;
 		cs.len = (size_t)(p - cs.p);
-		if (!sc.count[HDR_CSEQ] || !parse_uint(&cs, UINT32_MAX, false, &n)) {
+		if (!sc.count[SIPMSG_HDR_CSEQ] || !parse_uint(&cs, UINT32_MAX, false, &n)) {
 			sipmsg_free(&m);
 			return parse_fail(mp, NULL, STATUS_BAD, reason, status_r, reason_r);
 		}

@@ -28,6 +28,30 @@ enum sip_method {
 	SIP_M_PUBLISH,
 };
 
+/* The headers the parse records where they stand (see struct sipmsg's index). */
+enum sipmsg_hdr {
+	SIPMSG_HDR_OTHER = 0,
+	SIPMSG_HDR_VIA,
+	SIPMSG_HDR_FROM,
+	SIPMSG_HDR_TO,
+	SIPMSG_HDR_CALL_ID,
+	SIPMSG_HDR_CSEQ,
+	SIPMSG_HDR_CONTACT,
+	SIPMSG_HDR_CLEN,
+	SIPMSG_HDR_EXPIRES,
+	SIPMSG_HDR_MAXFWD,
+	SIPMSG_HDR_CTYPE,
+	SIPMSG_HDR_REQUIRE,
+	SIPMSG_HDR_SUPPORTED,
+	SIPMSG_HDR_PATH,
+	SIPMSG_HDR_USER_AGENT,
+	SIPMSG_HDR_AUTHORIZATION,
+	SIPMSG_HDR_COUNT
+};
+
+/* Room for this many recorded headers; a message with more is read by rescanning. */
+#define SIPMSG_INDEX_MAX 24
+
 /* A Contact value as raw text. */
 struct sipmsg_contact {
 	struct sip_str uri;      /* the URI, raw bytes as in the message (no <>) */
@@ -56,6 +80,16 @@ struct sipmsg {
 	bool contact_star;       /* a Contact: * was present */
 	struct sipmsg_contact *contacts; /* raw Contact values in order, owned */
 	size_t n_contacts;
+	/* Every header of enum sipmsg_hdr in message order with its raw trimmed value,
+	 * recorded by the parse's one pass so that the registrar, auth and the responses
+	 * do not scan the raw text again. index_full: more than SIPMSG_INDEX_MAX of them,
+	 * the index is incomplete and readers scan the raw text instead. */
+	struct {
+		uint8_t id;
+		struct sip_str value;
+	} index[SIPMSG_INDEX_MAX];
+	uint8_t n_index;
+	bool index_full;
 };
 
 /* Parse and validate bytes from the wire. Returns:
@@ -77,6 +111,11 @@ enum sip_method sipmsg_method_from(const char *name, size_t len);
  * copied; each value is trimmed). Returns the number found, at most max. */
 size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char *compact,
 			    bool split_commas, struct sip_str *out, size_t max);
+
+/* Iterates over the raw values of header id in message order (the whole value of each
+ * header line, trimmed, not split at commas). *pos starts at 0. Returns false at the end. */
+bool sipmsg_hdr_next(const struct sipmsg *m, enum sipmsg_hdr id, size_t *pos,
+		     struct sip_str *value);
 
 /* Walks the raw header lines of buf (a whole message; the start line is skipped) in order,
  * up to the blank line. *pos starts at 0. name and value are trimmed (value may span folded

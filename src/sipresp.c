@@ -12,6 +12,8 @@
 #include <xxhash.h>
 
 const char sipresp_server[] = "sipreg/" SIPREG_VERSION;
+static const char resp_tail[] =
+    "Server: sipreg/" SIPREG_VERSION "\r\nContent-Length: 0\r\n\r\n";
 
 static bool resp_reserve(struct sipresp *r, size_t more)
 {
@@ -54,6 +56,31 @@ static void resp_puts(struct sipresp *r, const char *s)
 	sipresp_append(r, s, strlen(s));
 }
 
+/* Numbers are written by hand, not with printf: a response carries several, and
+ * vsnprintf costs about a thousand instructions each on the hot path. */
+void sipresp_append_uint(struct sipresp *r, uint64_t v)
+{
+	char tmp[20];
+	size_t i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sipresp_append(r, tmp + i, sizeof(tmp) - i);
+}
+
+/* v as 16 lower-case hex digits. */
+static void resp_hex64(struct sipresp *r, uint64_t v)
+{
+	static const char hex[] = "0123456789abcdef";
+	char tmp[16];
+
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		tmp[i] = hex[v & 15];
+	sipresp_append(r, tmp, sizeof(tmp));
+}
+
 static void resp_printf(struct sipresp *r, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
@@ -77,16 +104,20 @@ static void resp_printf(struct sipresp *r, const char *fmt, va_list ap)
 	r->len += (size_t)n;
 }
 
-static void resp_fmt(struct sipresp *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void resp_fmt(struct sipresp *r, const char *fmt, ...)
+void sipresp_header_str(struct sipresp *r, const char *name, const char *value)
 {
-	va_list ap;
+	resp_puts(r, name);
+	sipresp_append(r, ": ", 2);
+	resp_puts(r, value);
+	sipresp_append(r, "\r\n", 2);
+}
 
-	va_start(ap, fmt);
-	resp_printf(r, fmt, ap);
-	va_end(ap);
+void sipresp_header_uint(struct sipresp *r, const char *name, uint64_t value)
+{
+	resp_puts(r, name);
+	sipresp_append(r, ": ", 2);
+	sipresp_append_uint(r, value);
+	sipresp_append(r, "\r\n", 2);
 }
 
 void sipresp_header(struct sipresp *r, const char *name, const char *fmt, ...)
@@ -164,21 +195,31 @@ static void resp_top_via(struct sipresp *r, const struct sipmsg *req, const stru
 	    rport.p - v->p >= 5 && strncasecmp(rport.p - 5, "rport", 5) == 0) {
 		head = (size_t)(rport.p - v->p);
 		resp_unfolded(r, v->p, head);
-		resp_fmt(r, "=%u", (unsigned)src->port);
+		sipresp_append(r, "=", 1);
+		sipresp_append_uint(r, src->port);
 		resp_unfolded(r, rport.p, v->len - head);
 	} else {
 		resp_unfolded(r, v->p, v->len);
 	}
-	if (req->via_rport || !via_host_is_source(&req->via_host, src->ip))
-		resp_fmt(r, ";received=%s", src->ip);
+	if (req->via_rport || !via_host_is_source(&req->via_host, src->ip)) {
+		sipresp_append(r, ";received=", 10);
+		resp_puts(r, src->ip);
+	}
+	sipresp_append(r, "\r\n", 2);
+}
+
+/* "Name: value" with the value unfolded, for a header copied from the request. */
+static void resp_copy(struct sipresp *r, const char *name, size_t nlen, const struct sip_str *v)
+{
+	sipresp_append(r, name, nlen);
+	resp_unfolded(r, v->p, v->len);
 	sipresp_append(r, "\r\n", 2);
 }
 
 int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const char *reason,
 		  const struct sip_source *src)
 {
-	struct sip_str name, value, e, from = SIP_STR_NULL, to = SIP_STR_NULL;
-	struct sip_str call_id = SIP_STR_NULL, cseq = SIP_STR_NULL;
+	struct sip_str value, e;
 	size_t pos = 0, lpos;
 	bool top = true;
 
@@ -186,59 +227,48 @@ int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const
 		return EINVAL;
 	r->len = 0;
 	r->err = 0;
-	resp_fmt(r, "SIP/2.0 %d %s\r\n", status, reason ? reason : "");
-	while (sipmsg_raw_header_next(req->raw, req->raw_len, &pos, &name, &value, NULL)) {
-		if (name_is(&name, "Via", 'v')) {
-			lpos = 0;
-			while (sipmsg_list_next(&value, &lpos, &e)) {
-				if (e.len == 0)
-					continue;
-				if (top) {
-					resp_top_via(r, req, &e, src);
-					top = false;
-					continue;
-				}
-				resp_puts(r, "Via: ");
-				resp_unfolded(r, e.p, e.len);
-				sipresp_append(r, "\r\n", 2);
+	sipresp_append(r, "SIP/2.0 ", 8);
+	sipresp_append_uint(r, (uint64_t)status);
+	sipresp_append(r, " ", 1);
+	if (reason)
+		resp_puts(r, reason);
+	sipresp_append(r, "\r\n", 2);
+	while (sipmsg_hdr_next(req, SIPMSG_HDR_VIA, &pos, &value)) {
+		lpos = 0;
+		while (sipmsg_list_next(&value, &lpos, &e)) {
+			if (e.len == 0)
+				continue;
+			if (top) {
+				resp_top_via(r, req, &e, src);
+				top = false;
+				continue;
 			}
-		} else if (!from.p && name_is(&name, "From", 'f')) {
-			from = value;
-		} else if (!to.p && name_is(&name, "To", 't')) {
-			to = value;
-		} else if (!call_id.p && name_is(&name, "Call-ID", 'i')) {
-			call_id = value;
-		} else if (!cseq.p && name_is(&name, "CSeq", 0)) {
-			cseq = value;
+			resp_copy(r, "Via: ", 5, &e);
 		}
 	}
-	if (from.p) {
-		resp_puts(r, "From: ");
-		resp_unfolded(r, from.p, from.len);
-		sipresp_append(r, "\r\n", 2);
-	}
-	if (to.p) {
-		resp_puts(r, "To: ");
-		resp_unfolded(r, to.p, to.len);
+	pos = 0;
+	if (sipmsg_hdr_next(req, SIPMSG_HDR_FROM, &pos, &value))
+		resp_copy(r, "From: ", 6, &value);
+	pos = 0;
+	if (sipmsg_hdr_next(req, SIPMSG_HDR_TO, &pos, &value)) {
+		sipresp_append(r, "To: ", 4);
+		resp_unfolded(r, value.p, value.len);
 		if (req->to_tag.len == 0) {
 			/* the same request always gets the same tag, on every instance */
 			XXH64_hash_t h = XXH3_64bits(req->call_id.p, req->call_id.len);
 
 			h = XXH3_64bits_withSeed(req->from_tag.p, req->from_tag.len, h);
-			resp_fmt(r, ";tag=%016llx", (unsigned long long)h);
+			sipresp_append(r, ";tag=", 5);
+			resp_hex64(r, h);
 		}
 		sipresp_append(r, "\r\n", 2);
 	}
-	if (call_id.p) {
-		resp_puts(r, "Call-ID: ");
-		resp_unfolded(r, call_id.p, call_id.len);
-		sipresp_append(r, "\r\n", 2);
-	}
-	if (cseq.p) {
-		resp_puts(r, "CSeq: ");
-		resp_unfolded(r, cseq.p, cseq.len);
-		sipresp_append(r, "\r\n", 2);
-	}
+	pos = 0;
+	if (sipmsg_hdr_next(req, SIPMSG_HDR_CALL_ID, &pos, &value))
+		resp_copy(r, "Call-ID: ", 9, &value);
+	pos = 0;
+	if (sipmsg_hdr_next(req, SIPMSG_HDR_CSEQ, &pos, &value))
+		resp_copy(r, "CSeq: ", 6, &value);
 	return r->err;
 }
 
@@ -247,7 +277,7 @@ int sipresp_finish(struct sipresp *r)
 	/* idempotent: a finished response ends with the blank line */
 	if (!r->err && r->len >= 4 && memcmp(r->buf + r->len - 4, "\r\n\r\n", 4) == 0)
 		return 0;
-	resp_fmt(r, "Server: %s\r\nContent-Length: 0\r\n\r\n", sipresp_server);
+	sipresp_append(r, resp_tail, sizeof(resp_tail) - 1);
 	return r->err;
 }
 
@@ -262,21 +292,60 @@ void sipresp_clear(struct sipresp *r)
 	r->err = 0;
 }
 
-void sipresp_date(struct sipresp *r, int64_t now)
+static void date_put2(char *p, int v)
 {
-	static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	p[0] = (char)('0' + v / 10 % 10);
+	p[1] = (char)('0' + v % 10);
+}
+
+/* RFC 1123 date of t into buf[29]: "Sun, 06 Nov 1994 08:49:37 GMT". */
+static bool date_format(int64_t now, char *buf)
+{
+	static const char wday[] = "SunMonTueWedThuFriSat";
+	static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
 	time_t t = (time_t)now;
 	struct tm tm;
+	int y;
 
-	if (!gmtime_r(&t, &tm)) {
-		r->err = r->err ? r->err : EINVAL;
-		return;
+	if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+		return false;
+	y = tm.tm_year + 1900;
+	memcpy(buf, wday + 3 * tm.tm_wday, 3);
+	memcpy(buf + 3, ", ", 2);
+	date_put2(buf + 5, tm.tm_mday);
+	buf[7] = ' ';
+	memcpy(buf + 8, mon + 3 * tm.tm_mon, 3);
+	buf[11] = ' ';
+	date_put2(buf + 12, y / 100);
+	date_put2(buf + 14, y % 100);
+	buf[16] = ' ';
+	date_put2(buf + 17, tm.tm_hour);
+	buf[19] = ':';
+	date_put2(buf + 20, tm.tm_min);
+	buf[22] = ':';
+	date_put2(buf + 23, tm.tm_sec);
+	memcpy(buf + 25, " GMT", 4);
+	return true;
+}
+
+void sipresp_date(struct sipresp *r, int64_t now)
+{
+	/* Every 200 OK carries a Date and the second rarely changes between two of them:
+	 * keep the last one formatted (per thread: the tests may build responses in
+	 * parallel). */
+	static _Thread_local int64_t cached_at = INT64_MIN;
+	static _Thread_local char cached[29];
+
+	if (now != cached_at) {
+		if (!date_format(now, cached)) {
+			r->err = r->err ? r->err : EINVAL;
+			return;
+		}
+		cached_at = now;
 	}
-	sipresp_header(r, "Date", "%s, %02d %s %04d %02d:%02d:%02d GMT", wday[tm.tm_wday],
-		       tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-		       tm.tm_sec);
+	sipresp_append(r, "Date: ", 6);
+	sipresp_append(r, cached, sizeof(cached));
+	sipresp_append(r, "\r\n", 2);
 }
 
 static bool token_char(char c)
@@ -320,7 +389,12 @@ int sipresp_error_raw(struct sipresp *r, const char *buf, size_t len, int status
 
 	r->len = 0;
 	r->err = 0;
-	resp_fmt(r, "SIP/2.0 %d %s\r\n", status, reason ? reason : "");
+	sipresp_append(r, "SIP/2.0 ", 8);
+	sipresp_append_uint(r, (uint64_t)status);
+	sipresp_append(r, " ", 1);
+	if (reason)
+		resp_puts(r, reason);
+	sipresp_append(r, "\r\n", 2);
 	pos = 0;
 	while (sipmsg_raw_header_next(buf, len, &pos, &name, &value, &line)) {
 		if (name_is(&name, "Via", 'v') || name_is(&name, "From", 'f') ||

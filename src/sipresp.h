@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "sipmsg.h"
@@ -25,7 +26,12 @@ int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const
 /* Append "Name: value\r\n" with printf formatting. */
 void sipresp_header(struct sipresp *r, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Append "Name: value\r\n" without printf (the hot paths). */
+void sipresp_header_str(struct sipresp *r, const char *name, const char *value);
+void sipresp_header_uint(struct sipresp *r, const char *name, uint64_t value);
 void sipresp_append(struct sipresp *r, const char *p, size_t len);
+/* Append v in decimal. */
+void sipresp_append_uint(struct sipresp *r, uint64_t v);
 /* Server header, Content-Length: 0 and the blank line. Returns r->err. A response that is
  * already finished (ends with the blank line) is left as it is. */
 int sipresp_finish(struct sipresp *r);

@@ -630,6 +630,66 @@ static void test_header_values_split_and_bounded(void)
 	sipmsg_free(&m);
 }
 
+/* The index the parse records answers exactly as a raw scan would: order, compact forms,
+ * a caller asking for the full name only, and a message with more headers than it holds. */
+static void test_header_index_answers_like_a_raw_scan(void)
+{
+	struct sipmsg *m = NULL;
+	struct sip_str v[40];
+	size_t pos = 0, n = 0;
+	char *big, *p;
+
+	CHECK_INT(parse(REG_LINE VIA_LINE "v: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK2, "
+					  "SIP/2.0/TCP 192.0.2.8;branch=z9hG4bK3" CRLF MF_LINE
+					      TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE
+					  "k: path" CRLF "Supported: gruu" CRLF
+					  "User-Agent: ua 1" CRLF END_LINES,
+			&m, NULL),
+		  0);
+	if (!m)
+		return;
+	CHECK(!m->index_full);
+	while (sipmsg_hdr_next(m, SIPMSG_HDR_VIA, &pos, &v[n]) && n < 4)
+		n++;
+	CHECK_INT(n, 2);
+	CHECK_MEM(v[0].p, v[0].len, "SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK776asdhds");
+	CHECK_INT(sipmsg_header_values(m, "Via", "v", true, v, 8), 3);
+	CHECK_MEM(v[2].p, v[2].len, "SIP/2.0/TCP 192.0.2.8;branch=z9hG4bK3");
+	CHECK_INT(sipmsg_header_values(m, "Supported", "k", true, v, 8), 2);
+	CHECK_MEM(v[0].p, v[0].len, "path");
+	/* without the compact form only the full-name line counts */
+	CHECK_INT(sipmsg_header_values(m, "Supported", NULL, true, v, 8), 1);
+	CHECK_MEM(v[0].p, v[0].len, "gruu");
+	CHECK_INT(sipmsg_header_values(m, "user-agent", NULL, false, v, 8), 1);
+	CHECK_MEM(v[0].p, v[0].len, "ua 1");
+	CHECK_INT(sipmsg_header_values(m, "Max-Forwards", NULL, false, v, 8), 1);
+	sipmsg_free(&m);
+
+	/* more recorded headers than the index holds: answered by scanning */
+	big = malloc(8192);
+	CHECK(big != NULL);
+	if (!big)
+		return;
+	p = big + sprintf(big, "%s",
+			  REG_LINE VIA_LINE MF_LINE TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE);
+	for (int i = 0; i < SIPMSG_INDEX_MAX; i++)
+		p += sprintf(p, "Supported: t%d" CRLF, i);
+	p += sprintf(p, "Path: <sip:p@example.com;lr>" CRLF "Supported: last" CRLF END_LINES);
+	CHECK_INT(parse(big, &m, NULL), 0);
+	free(big);
+	if (!m)
+		return;
+	CHECK(m->index_full);
+	CHECK_INT(sipmsg_header_values(m, "Supported", "k", true, v, 40), SIPMSG_INDEX_MAX + 1);
+	CHECK_MEM(v[SIPMSG_INDEX_MAX].p, v[SIPMSG_INDEX_MAX].len, "last");
+	CHECK_INT(sipmsg_header_values(m, "Path", NULL, true, v, 40), 1);
+	pos = 0;
+	CHECK(sipmsg_hdr_next(m, SIPMSG_HDR_CSEQ, &pos, &v[0]));
+	CHECK_MEM(v[0].p, v[0].len, "1826 REGISTER");
+	CHECK(!sipmsg_hdr_next(m, SIPMSG_HDR_CSEQ, &pos, &v[0]));
+	sipmsg_free(&m);
+}
+
 static void test_raw_scanner_lines_and_lists(void)
 {
 	static const char msg[] = "OPTIONS sip:x SIP/2.0\n"
@@ -1170,6 +1230,23 @@ static void test_resp_headers_and_finish(void)
 	sipmsg_free(&m);
 }
 
+static void test_resp_numbers_and_plain_headers(void)
+{
+	struct sipresp r = {0};
+
+	sipresp_append_uint(&r, 0);
+	sipresp_append(&r, " ", 1);
+	sipresp_append_uint(&r, UINT64_MAX);
+	sipresp_append(&r, "\r\n", 2);
+	sipresp_header_uint(&r, "Retry-After", 10);
+	sipresp_header_str(&r, "Allow", "REGISTER, OPTIONS");
+	CHECK(r.buf != NULL);
+	if (r.buf)
+		CHECK_STR(r.buf, "0 18446744073709551615\r\nRetry-After: 10\r\n"
+				 "Allow: REGISTER, OPTIONS\r\n");
+	sipresp_clear(&r);
+}
+
 static void test_resp_date_rfc1123(void)
 {
 	struct sipresp r = {0};
@@ -1178,6 +1255,11 @@ static void test_resp_date_rfc1123(void)
 	CHECK(r.buf && r.len == strlen("Date: Tue, 15 Nov 1994 08:12:31 GMT\r\n"));
 	if (r.buf)
 		CHECK_STR(r.buf, "Date: Tue, 15 Nov 1994 08:12:31 GMT\r\n");
+	sipresp_clear(&r);
+	/* the formatted second is kept: the next second must not reuse it */
+	sipresp_date(&r, 784887151);
+	sipresp_date(&r, 946684799); /* 1999-12-31 23:59:59 UTC */
+	CHECK(r.buf && strstr(r.buf, "\r\nDate: Fri, 31 Dec 1999 23:59:59 GMT\r\n"));
 	sipresp_clear(&r);
 }
 
@@ -1527,6 +1609,8 @@ int main(int argc, char **argv)
 	RUN(test_resp_to_tag_kept);
 	RUN(test_resp_headers_and_finish);
 	RUN(test_resp_date_rfc1123);
+	RUN(test_header_index_answers_like_a_raw_scan);
+	RUN(test_resp_numbers_and_plain_headers);
 	RUN(test_error_raw_copies_lines);
 	RUN(test_error_raw_needs_request_line_and_via);
 	RUN(test_torture_messages_match_expected_verdicts);
