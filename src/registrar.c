@@ -62,20 +62,28 @@ static int registrar_domain_status(const struct registrar_conf *cfg)
 	return cfg->unknown_domain_status == 403 ? 403 : 404;
 }
 
-/* All values of a header, split at top-level commas, in a heap array the caller frees.
- * sipmsg_header_values() fills at most max, so grow until the answer is short of it. */
+/* Values kept on the stack before registrar_values() turns to the heap. */
+#define REGISTRAR_VALUES_INLINE 16
+
+/* All values of a header, split at top-level commas. A request carries few: they go in
+ * the caller's buf[REGISTRAR_VALUES_INLINE], and only a longer list in a heap array.
+ * *vp is buf or that array: registrar_values_free(). */
 static int registrar_values(const struct sipmsg *m, const char *name, const char *compact,
-			    struct sip_str **vp, size_t *np)
+			    struct sip_str *buf, struct sip_str **vp, size_t *np)
 {
-	size_t max = 16;
+	size_t max = REGISTRAR_VALUES_INLINE;
 	struct sip_str *v = NULL;
 
-	*vp = NULL;
-	*np = 0;
+	*np = sipmsg_header_values(m, name, compact, true, buf, max);
+	*vp = buf;
+	if (*np < max)
+		return 0;
 	for (;;) {
-		struct sip_str *nv = realloc(v, max * sizeof(*v));
+		struct sip_str *nv;
 		size_t n;
 
+		max *= 2;
+		nv = realloc(v, max * sizeof(*v));
 		if (!nv) {
 			free(v);
 			return ENOMEM;
@@ -87,8 +95,13 @@ static int registrar_values(const struct sipmsg *m, const char *name, const char
 			*np = n;
 			return 0;
 		}
-		max *= 2;
 	}
+}
+
+static void registrar_values_free(struct sip_str *v, const struct sip_str *buf)
+{
+	if (v != buf)
+		free(v);
 }
 
 /* Is tag (a token; tokens compare case-insensitively, RFC 3261 §7.3.1) one we support?
@@ -105,11 +118,11 @@ static bool registrar_option_supported(const struct sip_str *tag)
  * fit are left out of the list (the 420 stands all the same). */
 static int registrar_check_require(const struct sipmsg *m, struct reg_decision *d)
 {
-	struct sip_str *v;
+	struct sip_str buf[REGISTRAR_VALUES_INLINE], *v;
 	size_t n, used = 0;
 	int err;
 
-	err = registrar_values(m, "Require", NULL, &v, &n);
+	err = registrar_values(m, "Require", NULL, buf, &v, &n);
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++) {
@@ -129,7 +142,7 @@ static int registrar_check_require(const struct sipmsg *m, struct reg_decision *
 	d->aor_buf[used] = '\0';
 	if (d->status)
 		d->unsupported = d->aor_buf;
-	free(v);
+	registrar_values_free(v, buf);
 	return 0;
 }
 
@@ -155,21 +168,21 @@ bool registrar_require_unsupported(const struct sipmsg *m, char *buf, size_t len
  * echo it (RFC 3261 §8.2.4: no extension the request did not list in Supported). */
 static int registrar_check_path(const struct sipmsg *m, struct reg_decision *d)
 {
-	struct sip_str *v = NULL;
+	struct sip_str buf[REGISTRAR_VALUES_INLINE], *v;
 	size_t n, total = 0;
 	char *p;
 	int err;
 
-	err = registrar_values(m, "Supported", "k", &v, &n);
+	err = registrar_values(m, "Supported", "k", buf, &v, &n);
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++) {
 		if (str_ieq(v[i].p, v[i].len, "path"))
 			d->path_supported = true;
 	}
-	free(v);
+	registrar_values_free(v, buf);
 
-	err = registrar_values(m, "Path", NULL, &v, &n);
+	err = registrar_values(m, "Path", NULL, buf, &v, &n);
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++)
@@ -197,7 +210,7 @@ static int registrar_check_path(const struct sipmsg *m, struct reg_decision *d)
 	}
 	d->req.path = (struct sip_str){.p = d->path, .len = (size_t)(p - d->path)};
 out:
-	free(v);
+	registrar_values_free(v, buf);
 	return err;
 }
 

@@ -739,9 +739,19 @@ static bool out_host(struct out *o, const struct sip_str *host)
 		return true;
 	}
 	if (ipv4_parse(host->p, host->len, v4)) {
-		int n = snprintf(tmp, sizeof(tmp), "%u.%u.%u.%u", v4[0], v4[1], v4[2], v4[3]);
+		/* canonical dotted quad, no leading zeros (by hand: snprintf is slow) */
+		size_t n = 0;
 
-		out_put(o, tmp, (size_t)n);
+		for (int i = 0; i < 4; i++) {
+			if (i)
+				tmp[n++] = '.';
+			if (v4[i] >= 100)
+				tmp[n++] = (char)('0' + v4[i] / 100);
+			if (v4[i] >= 10)
+				tmp[n++] = (char)('0' + v4[i] / 10 % 10);
+			tmp[n++] = (char)('0' + v4[i] % 10);
+		}
+		out_put(o, tmp, n);
 		return true;
 	}
 	for (size_t i = 0; i < host->len; i++)

@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "net.h"
+#include "net_priv.h"
 
 #define MAX_RX 64
 
@@ -653,6 +654,27 @@ static void test_net_shared_port_with_reuseport(void)
 	harness_fini(&a);
 }
 
+static void test_flow_peer_text_v4_and_v6(void)
+{
+	static const char *const v4[] = {"0.0.0.0", "127.0.0.1", "10.200.3.45",
+					 "255.255.255.255", "192.0.2.100"};
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(5070)};
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(5080)};
+	struct net_flow flow;
+
+	for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+		inet_pton(AF_INET, v4[i], &sin.sin_addr);
+		memset(&flow, 0x55, sizeof(flow));
+		net_flow_set_peer(&flow, SIP_PROTO_UDP, (struct sockaddr *)&sin, sizeof(sin));
+		CHECK_STR(flow.src.ip, v4[i]);
+		CHECK_INT(flow.src.port, 5070);
+	}
+	inet_pton(AF_INET6, "2001:db8::1", &sin6.sin6_addr);
+	net_flow_set_peer(&flow, SIP_PROTO_UDP, (struct sockaddr *)&sin6, sizeof(sin6));
+	CHECK_STR(flow.src.ip, "2001:db8::1");
+	CHECK_INT(flow.src.port, 5080);
+}
+
 int main(void)
 {
 	RUN(test_udp_datagram_reaches_handler_with_flow_v4_v6);
@@ -671,5 +693,6 @@ int main(void)
 	RUN(test_tcp_close_during_dispatch_is_deferred);
 	RUN(test_net_alloc_reports_bad_listener);
 	RUN(test_net_shared_port_with_reuseport);
+	RUN(test_flow_peer_text_v4_and_v6);
 	CHECK_DONE();
 }

@@ -183,6 +183,46 @@ static void test_require_unknown_option_gets_420(void)
 	fx_done(&f);
 }
 
+/* More option-tags than fit the values kept on the stack: all of them are read. */
+static void test_require_many_tags_all_read(void)
+{
+	char hdrs[1024];
+	size_t n = 0;
+	struct fx f;
+
+	n += (size_t)snprintf(hdrs + n, sizeof(hdrs) - n, "Supported: ");
+	for (int i = 0; i < 40; i++)
+		n += (size_t)snprintf(hdrs + n, sizeof(hdrs) - n, "t%d, ", i);
+	n += (size_t)snprintf(hdrs + n, sizeof(hdrs) - n,
+			      "path\r\nPath: <sip:edge.example.com;lr>\r\nRequire: path");
+	for (int i = 0; i < 30; i++)
+		n += (size_t)snprintf(hdrs + n, sizeof(hdrs) - n, ", path");
+	snprintf(hdrs + n, sizeof(hdrs) - n, ", late\r\nContact: <sip:alice@192.0.2.1>\r\n");
+	if (fx_run(&f, hdrs) != 0) {
+		CHECK(0);
+		return;
+	}
+	CHECK_INT(f.d.status, 420);
+	CHECK_STR(f.d.unsupported, "late");
+	fx_done(&f);
+
+	/* "path" as the 41st Supported tag still allows the Path */
+	n = (size_t)snprintf(hdrs, sizeof(hdrs), "Supported: ");
+	for (int i = 0; i < 40; i++)
+		n += (size_t)snprintf(hdrs + n, sizeof(hdrs) - n, "t%d, ", i);
+	snprintf(hdrs + n, sizeof(hdrs) - n,
+		 "path\r\nPath: <sip:edge.example.com;lr>\r\n"
+		 "Contact: <sip:alice@192.0.2.1>\r\n");
+	if (fx_run(&f, hdrs) != 0) {
+		CHECK(0);
+		return;
+	}
+	EXPECT_ACCEPTED(&f);
+	CHECK(f.d.path_supported);
+	CHECK_MEM(f.d.req.path.p, f.d.req.path.len, "<sip:edge.example.com;lr>");
+	fx_done(&f);
+}
+
 static void test_require_path_is_supported(void)
 {
 	struct fx f;
@@ -1196,6 +1236,7 @@ int main(void)
 	RUN(test_second_configured_domain_served);
 	RUN(test_require_unknown_option_gets_420);
 	RUN(test_require_path_is_supported);
+	RUN(test_require_many_tags_all_read);
 	RUN(test_require_outbound_not_claimed);
 	RUN(test_path_without_supported_gets_420);
 	RUN(test_path_joined);

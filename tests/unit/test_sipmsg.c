@@ -803,6 +803,13 @@ static void test_uri_aor_canonical(void)
 	CHECK_INT(aor_of("sip:null-@example.com", b, sizeof(b)), 0);
 	CHECK(strcmp(a, b) != 0);
 	CHECK_STR(a, "null-%00-null@example.com");
+	/* IPv4 hosts in canonical dotted-quad form */
+	CHECK_INT(aor_of("sip:a@010.001.000.100", a, sizeof(a)), 0);
+	CHECK_STR(a, "a@10.1.0.100");
+	CHECK_INT(aor_of("sip:a@255.255.255.255:5060", a, sizeof(a)), 0);
+	CHECK_STR(a, "a@255.255.255.255");
+	CHECK_INT(aor_of("sip:a@0.0.0.0", a, sizeof(a)), 0);
+	CHECK_STR(a, "a@0.0.0.0");
 }
 
 static void test_uri_aor_rejects(void)
