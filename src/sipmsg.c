@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "osip_arena.h"
+
 #define STATUS_BAD     400
 #define URI_PARAMS_MAX 32
 
@@ -36,6 +38,7 @@ static void parser_silent_trace(const char *fi, int li, osip_trace_level_t level
  * every level. */
 static void parser_setup(void)
 {
+	osip_arena_setup();
 	parser_init();
 	osip_trace_initialize_func(END_TRACE_LEVEL, parser_silent_trace);
 	for (int l = TRACE_LEVEL0; l < END_TRACE_LEVEL; l++)
@@ -1115,6 +1118,22 @@ static int osip_view(const struct sipmsg *m, const struct scan *sc, char **copyp
 	return 0;
 }
 
+/* libosip2's parse of bytes into m->osip, built in an arena that sipmsg_free() releases
+ * whole. Returns 0, EBADMSG or ENOMEM. */
+static int osip_parse(struct sipmsg *m, const char *bytes, size_t len)
+{
+	int err = 0;
+
+	m->arena = osip_arena_get();
+	osip_arena_enter(m->arena);
+	if (osip_message_init(&m->osip) != 0)
+		err = ENOMEM;
+	else if (osip_message_parse(m->osip, bytes, len) != 0)
+		err = EBADMSG;
+	osip_arena_leave();
+	return err;
+}
+
 static int parse_fail(struct sipmsg **mp, struct sipmsg *m, int status, const char *reason,
 		      int *status_r, const char **reason_r)
 {
@@ -1359,13 +1378,12 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 			return err;
 		return parse_fail(mp, NULL, STATUS_BAD, reason, status_r, reason_r);
 	}
-	if (osip_message_init(&m->osip) != 0) {
-		sipmsg_free(&m);
-		free(osip_copy);
-		return ENOMEM;
-	}
-	err = osip_message_parse(m->osip, osip_copy ? osip_copy : m->raw, len);
+	err = osip_parse(m, osip_copy ? osip_copy : m->raw, len);
 	free(osip_copy);
+	if (err == ENOMEM) {
+		sipmsg_free(&m);
+		return err;
+	}
 	if (err != 0) {
 		sipmsg_free(&m);
 		classify_unparsed(buf, len, &status, &reason);
@@ -1405,8 +1423,10 @@ void sipmsg_free(struct sipmsg **mp)
 	if (!mp || !*mp)
 		return;
 	m = *mp;
-	if (m->osip)
+	/* a parse that stayed in its arena goes with it; otherwise object by object */
+	if (m->osip && !osip_arena_whole(m->arena))
 		osip_message_free(m->osip);
+	osip_arena_put(&m->arena);
 	free(m->contacts);
 	free(m);
 	*mp = NULL;

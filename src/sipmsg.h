@@ -58,8 +58,11 @@ struct sipmsg_contact {
 	struct sip_str params;   /* header params after the URI, raw, starting at ';' or empty */
 };
 
+struct osip_arena;
+
 struct sipmsg {
 	osip_message_t *osip;    /* owned */
+	struct osip_arena *arena; /* owned: where libosip2 built osip, NULL = malloc */
 	char *raw;               /* owned copy of the bytes */
 	size_t raw_len;
 	bool is_response;
