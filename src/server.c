@@ -128,7 +128,7 @@ static void pending_reply(struct reg_pending *p, int status, const char *reason,
 {
 	struct sipresp r = { 0 };
 
-	sipresp_start(&r, p->msg, status, reason, &tsx_flow(p->tsx)->src);
+	sipresp_start(&r, p->msg, status, reason, &p->d.req.source);
 	if (retry_after > 0)
 		sipresp_header_uint(&r, "Retry-After", (uint64_t)retry_after);
 	pending_send(p, status, &r);
@@ -146,7 +146,7 @@ static void pending_challenge(struct reg_pending *p, bool stale)
 {
 	struct sipresp r = { 0 };
 
-	sipresp_start(&r, p->msg, 401, "Unauthorized", &tsx_flow(p->tsx)->src);
+	sipresp_start(&r, p->msg, 401, "Unauthorized", &p->d.req.source);
 	auth_challenge(p->srv->auth, &r, &p->d.domain, stale, p->now);
 	pending_send(p, 401, &r);
 }
@@ -155,7 +155,7 @@ static void pending_bindings(struct reg_pending *p, const struct binding_set *se
 {
 	struct sipresp r = { 0 };
 
-	sipresp_start(&r, p->msg, 200, "OK", &tsx_flow(p->tsx)->src);
+	sipresp_start(&r, p->msg, 200, "OK", &p->d.req.source);
 	registrar_reply_ok(&r, &p->d, set, p->now);
 	pending_send(p, 200, &r);
 }
@@ -206,7 +206,7 @@ static void register_store(struct reg_pending *p)
 static void register_verify(struct reg_pending *p, const struct dir_user *u)
 {
 	struct server *srv = p->srv;
-	const struct sip_source *src = &tsx_flow(p->tsx)->src;
+	const struct sip_source *src = &p->d.req.source;
 
 	if (!u || !u->enabled || !auth_response_ok(&p->creds, u, &p->msg->method_name)) {
 		auth_failure(srv->auth, src->ip, &p->creds.username, p->now);
@@ -287,7 +287,7 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 	/* Failures count against the credentials' username: a guesser naming another
 	 * user in To must meet the same ban. */
 	if (!sip_str_eq(&p->creds.username, &p->d.user) &&
-	    auth_banned(srv->auth, tsx_flow(p->tsx)->src.ip, &p->creds.username, p->now)) {
+	    auth_banned(srv->auth, p->d.req.source.ip, &p->creds.username, p->now)) {
 		if (auth_ban_action(srv->auth) == BAN_DROP) {
 			tsx_set_owner(p->tsx, NULL, NULL);
 			tsx_discard(p->tsx);

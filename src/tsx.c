@@ -27,6 +27,20 @@
  * than Timer J, which RFC 3261 allows (Timer J is a minimum). */
 #define TSX_TIMER_SLACK_MS 5u
 
+/* Where a transaction's answers go, kept small: a struct net_flow holds a whole
+ * sockaddr_storage and the source as text, 208 bytes that a million live transactions
+ * (Timer J at 32000/s) would turn into 200 MB. */
+struct tsx_peer {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in v4;
+		struct sockaddr_in6 v6;
+	} addr;
+	socklen_t len;
+	int udp_fd;
+	uint64_t conn_id;
+};
+
 struct tsx {
 	struct hmap_node node;
 	struct tsx_table *tab;
@@ -34,12 +48,13 @@ struct tsx {
 	uint64_t expire_ms;
 	tsx_abort_h *aborth;
 	void *owner;
-	struct net_flow flow;
+	struct tsx_peer peer;
 	uint16_t reply_port;
+	uint8_t proto; /* enum sip_proto */
 	bool completed;
 	uint32_t key_len;
-	size_t resp_len; /* 0 = no stored response */
-	char data[];	 /* key, then the final response */
+	uint32_t resp_len; /* 0 = no stored response */
+	char data[];	   /* key, then the final response */
 };
 
 struct tsx_table {
@@ -169,6 +184,22 @@ static int key_build(struct tsx_table *tab, const struct sipmsg *m)
 
 /* ---- table ------------------------------------------------------------------------ */
 
+/* Send along t's flow, rebuilt from the compact peer for net_send. */
+static int tsx_send(const struct tsx *t, const char *buf, size_t len)
+{
+	struct net_flow flow;
+
+	flow.src.proto = (enum sip_proto)t->proto;
+	flow.src.ip[0] = '\0';
+	flow.src.port = 0;
+	flow.src.conn_id = t->peer.conn_id;
+	memcpy(&flow.peer, &t->peer.addr, t->peer.len);
+	flow.peer_len = t->peer.len;
+	flow.udp_fd = t->peer.udp_fd;
+	flow.local_port = 0;
+	return net_send(t->tab->net, &flow, t->reply_port, buf, len);
+}
+
 static void tsx_destroy(struct tsx *t)
 {
 	hmap_remove(&t->tab->map, &t->node);
@@ -248,7 +279,7 @@ void tsx_table_free(struct tsx_table **tp)
 	if (!tab)
 		return;
 	/* Owners first, while every transaction still exists: an owner may look at its
-	 * transaction (tsx_flow) while it cancels its backend work. tsx_reply refuses to
+	 * transaction while it cancels its backend work. tsx_reply refuses to
 	 * run from here (closing), so the table does not change under the walk. */
 	tab->closing = true;
 	HMAP_FOREACH_SAFE(&tab->map, node, tmp, i)
@@ -302,6 +333,8 @@ int tsx_create(struct tsx_table *tab, const struct sipmsg *req, const struct net
 		return EINVAL;
 	if (tab->closing)
 		return ECANCELED;
+	if (flow->peer_len > sizeof(t->peer.addr))
+		return EINVAL;
 	if (tab->map.count >= tab->max)
 		return EBUSY;
 	err = key_build(tab, req);
@@ -312,7 +345,11 @@ int tsx_create(struct tsx_table *tab, const struct sipmsg *req, const struct net
 		return ENOMEM;
 	memset(t, 0, sizeof(*t));
 	t->tab = tab;
-	t->flow = *flow;
+	memcpy(&t->peer.addr, &flow->peer, flow->peer_len);
+	t->peer.len = flow->peer_len;
+	t->peer.udp_fd = flow->udp_fd;
+	t->peer.conn_id = flow->src.conn_id;
+	t->proto = (uint8_t)flow->src.proto;
 	t->key_len = (uint32_t)tab->klen;
 	memcpy(t->data, tab->kbuf, tab->klen);
 	/* §18.2.2 / RFC 3581: rport -> the source port; else the sent-by port or 5060.
@@ -330,7 +367,7 @@ void tsx_retransmission(struct tsx *t)
 {
 	if (!t || !t->completed || t->resp_len == 0)
 		return;
-	net_send(t->tab->net, &t->flow, t->reply_port, t->data + t->key_len, t->resp_len);
+	tsx_send(t, t->data + t->key_len, t->resp_len);
 }
 
 /* Keep a copy of the final response inside t's own block. Returns t's new address. */
@@ -341,11 +378,11 @@ static struct tsx *tsx_store(struct tsx *t, const char *buf, size_t len)
 	struct tsx *nt;
 
 	hmap_remove(map, &t->node);
-	nt = realloc(t, sizeof(*t) + t->key_len + len);
+	nt = len > UINT32_MAX ? NULL : realloc(t, sizeof(*t) + t->key_len + len);
 	if (nt) {
 		t = nt;
 		memcpy(t->data + t->key_len, buf, len);
-		t->resp_len = len;
+		t->resp_len = (uint32_t)len;
 	} else {
 		/* Still absorb retransmissions, silently: better than a second run. */
 		log_warn("no memory to keep a response for retransmissions");
@@ -371,8 +408,8 @@ static int tsx_complete(struct tsx *t, const char *buf, size_t len)
 	t->aborth = NULL;
 	t->owner = NULL;
 	if (buf)
-		err = net_send(tab->net, &t->flow, t->reply_port, buf, len);
-	if (t->flow.src.proto != SIP_PROTO_UDP) {
+		err = tsx_send(t, buf, len);
+	if (t->proto != SIP_PROTO_UDP) {
 		/* Reliable transport: Timer J = 0, the peer does not retransmit. */
 		tsx_destroy(t);
 		return err;
@@ -411,7 +448,7 @@ int tsx_reply_provisional(struct tsx *t, const char *buf, size_t len)
 		return EINVAL;
 	if (t->completed)
 		return EALREADY;
-	return net_send(t->tab->net, &t->flow, t->reply_port, buf, len);
+	return tsx_send(t, buf, len);
 }
 
 void tsx_set_owner(struct tsx *t, tsx_abort_h *aborth, void *owner)
@@ -420,11 +457,6 @@ void tsx_set_owner(struct tsx *t, tsx_abort_h *aborth, void *owner)
 		return;
 	t->aborth = aborth;
 	t->owner = owner;
-}
-
-const struct net_flow *tsx_flow(const struct tsx *t)
-{
-	return &t->flow;
 }
 
 uint16_t tsx_reply_port(const struct tsx *t)

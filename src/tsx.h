@@ -49,7 +49,6 @@ int tsx_discard(struct tsx *t);
 /* Send a provisional response (not stored). */
 int tsx_reply_provisional(struct tsx *t, const char *buf, size_t len);
 void tsx_set_owner(struct tsx *t, tsx_abort_h *aborth, void *owner);
-const struct net_flow *tsx_flow(const struct tsx *t);
 /* Where responses for t go on UDP (§18.2.2 / RFC 3581). */
 uint16_t tsx_reply_port(const struct tsx *t);
 size_t tsx_count(const struct tsx_table *tab);

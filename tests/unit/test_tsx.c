@@ -308,6 +308,55 @@ static void test_tsx_retransmission_gets_identical_response(void)
 	harness_fini(&h);
 }
 
+/* The transaction keeps its peer compactly: an IPv6 source gets the answer and its
+ * replay at the right address and port. */
+static void test_tsx_ipv6_peer_gets_answer_and_replay(void)
+{
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	struct sockaddr_in6 b = a;
+	socklen_t alen = sizeof(a), blen = sizeof(b);
+	int srv = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int cli = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sipmsg m;
+	struct net_flow flow;
+	struct harness h;
+	struct tsx *t = NULL;
+	char buf[64];
+
+	if (srv < 0 || cli < 0 || bind(srv, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    bind(cli, (struct sockaddr *)&b, sizeof(b)) < 0 ||
+	    getsockname(cli, (struct sockaddr *)&b, &blen) < 0 ||
+	    getsockname(srv, (struct sockaddr *)&a, &alen) < 0) {
+		printf("# no IPv6 loopback here: skipped\n");
+		goto out;
+	}
+	CHECK_INT(harness_init(&h, 10, 0), 0);
+	msg_fill(&m, "REGISTER", "z9hG4bK-v6", "::1", 0);
+	m.via_rport = true;
+	memset(&flow, 0, sizeof(flow));
+	flow.src.proto = SIP_PROTO_UDP;
+	memcpy(&flow.peer, &b, sizeof(b));
+	flow.peer_len = sizeof(b);
+	flow.src.port = ntohs(b.sin6_port);
+	flow.udp_fd = srv;
+	CHECK_INT(tsx_create(h.tab, &m, &flow, &t), 0);
+	CHECK_INT(tsx_reply_port(t), ntohs(b.sin6_port));
+	CHECK_INT(tsx_reply(t, 200, "answer-v6", 9), 0);
+	CHECK_INT(client_recv(&h, cli, buf, sizeof(buf), 2000), 9);
+	CHECK(memcmp(buf, "answer-v6", 9) == 0);
+	t = tsx_lookup(h.tab, &m);
+	CHECK(t != NULL);
+	tsx_retransmission(t);
+	CHECK_INT(client_recv(&h, cli, buf, sizeof(buf), 2000), 9);
+	CHECK(memcmp(buf, "answer-v6", 9) == 0);
+	harness_fini(&h);
+out:
+	if (srv >= 0)
+		close(srv);
+	if (cli >= 0)
+		close(cli);
+}
+
 static void test_tsx_reply_port_rport_else_via_port(void)
 {
 	/* Both answers go to the source address 127.0.0.1; the port is the source port with
@@ -639,6 +688,7 @@ int main(void)
 	RUN(test_tsx_key_fields_with_nul_bytes_compare_fully);
 	RUN(test_tsx_retransmission_gets_identical_response);
 	RUN(test_tsx_reply_port_rport_else_via_port);
+	RUN(test_tsx_ipv6_peer_gets_answer_and_replay);
 	RUN(test_tsx_bare_cookie_and_rfc2543_use_fallback_key);
 	RUN(test_tsx_rfc2543_retransmission_over_udp);
 	RUN(test_tsx_timer_j_expires_completed_only);
