@@ -808,12 +808,20 @@ void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *rea
 			r->err = err;
 		return;
 	}
-	for (size_t i = 0; i < a->n_offer; i++)
-		sipresp_header(
-		    r, "WWW-Authenticate",
-		    "Digest realm=\"%s\", nonce=\"%s\", qop=\"auth\", algorithm=%s%s", qrealm,
-		    nonce, digest_alg_name((enum digest_alg)a->offer[i]),
-		    stale ? ", stale=true" : "");
+	/* appended piece by piece: printf would cost more than the nonce's HMAC */
+	for (size_t i = 0; i < a->n_offer; i++) {
+		const char *alg = digest_alg_name((enum digest_alg)a->offer[i]);
+
+		sipresp_append_lit(r, "WWW-Authenticate: Digest realm=\"");
+		sipresp_append(r, qrealm, q);
+		sipresp_append_lit(r, "\", nonce=\"");
+		sipresp_append(r, nonce, NONCE_B64_LEN);
+		sipresp_append_lit(r, "\", qop=\"auth\", algorithm=");
+		sipresp_append(r, alg, strlen(alg));
+		if (stale)
+			sipresp_append_lit(r, ", stale=true");
+		sipresp_append_lit(r, "\r\n");
+	}
 }
 
 /* ---- verification ----------------------------------------------------------------- */

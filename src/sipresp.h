@@ -30,6 +30,8 @@ void sipresp_header(struct sipresp *r, const char *name, const char *fmt, ...)
 void sipresp_header_str(struct sipresp *r, const char *name, const char *value);
 void sipresp_header_uint(struct sipresp *r, const char *name, uint64_t value);
 void sipresp_append(struct sipresp *r, const char *p, size_t len);
+/* Append a string literal (its length known at compile time). */
+#define sipresp_append_lit(r, lit) sipresp_append((r), "" lit, sizeof(lit) - 1)
 /* Append v in decimal. */
 void sipresp_append_uint(struct sipresp *r, uint64_t v);
 /* Server header, Content-Length: 0 and the blank line. Returns r->err. A response that is

@@ -290,9 +290,16 @@ static void test_auth_challenge_sha256_first_then_md5(void)
 	CHECK_INT(count_of(text, "qop=\"auth\""), 2);
 	CHECK_INT(count_of(text, "stale"), 0);
 	CHECK(strstr(text, "401 Unauthorized") != NULL);
+	/* the exact layout: realm, a 43-character nonce, qop, algorithm, CRLF */
+	sha = strstr(text, "WWW-Authenticate: Digest realm=\"example.com\", nonce=\"");
+	CHECK(sha != NULL);
+	if (sha)
+		CHECK(strncmp(sha + 53 + 43, "\", qop=\"auth\", algorithm=SHA-256\r\n", 34) ==
+		      0);
 
 	challenge_text(a, true, NOW, text, sizeof(text));
 	CHECK_INT(count_of(text, ", stale=true"), 2);
+	CHECK_INT(count_of(text, "algorithm=MD5, stale=true\r\n"), 1);
 	auth_free(&a);
 }
 
