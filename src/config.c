@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "auth.h"
+#include "hmap.h"
 #include "log.h"
 
 /* A config bigger than this is a mistake (a wrong file), not a config. */
@@ -1016,10 +1017,39 @@ static bool cfg_user_clash(const struct conf_user *a, const struct conf_user *b)
 	return !a->domain || !b->domain || strcmp(a->domain, b->domain) == 0;
 }
 
+/* An entry of the duplicate check: users are hashed by user part, so every entry that
+ * could clash with another sits in its chain (a million users load in linear time). */
+struct cfg_user_seen {
+	struct hmap_node node;
+	size_t index;
+};
+
+/* The first earlier entry of cfg->users that clashes with users[i], or i when none;
+ * then users[i] joins seen. */
+static size_t cfg_user_first_clash(const struct config *cfg, struct hmap *seen,
+				   struct cfg_user_seen *slots, size_t i)
+{
+	const struct conf_user *u = &cfg->users[i];
+	uint64_t h = hmap_hash(u->user, strlen(u->user));
+	size_t first = i;
+
+	for (struct hmap_node *n = hmap_first(seen, h); n; n = hmap_next(n, h)) {
+		size_t j = hmap_entry(n, struct cfg_user_seen, node)->index;
+
+		if (j < first && cfg_user_clash(&cfg->users[j], u))
+			first = j;
+	}
+	slots[i].index = i;
+	hmap_insert(seen, &slots[i].node, h);
+	return first;
+}
+
 static int cfg_users(struct cfg_parse *p, yaml_node_t *node)
 {
 	struct config *cfg = p->cfg;
-	size_t n;
+	struct cfg_user_seen *slots = NULL;
+	struct hmap seen = {0};
+	size_t n, j;
 	int err;
 
 	err = cfg_sequence(p, node, "users");
@@ -1029,29 +1059,34 @@ static int cfg_users(struct cfg_parse *p, yaml_node_t *node)
 	if (n == 0)
 		return 0;
 	cfg->users = calloc(n, sizeof(*cfg->users));
-	if (!cfg->users)
-		return ENOMEM;
+	slots = calloc(n, sizeof(*slots));
+	if (!cfg->users || !slots || hmap_init(&seen, n) != 0) {
+		err = ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *item = cfg_seq_item(p, node, i);
 		struct conf_user *u = &cfg->users[i];
+		char path[CONFIG_PATH_MAX];
 
 		/* Counted first so config_free releases a half-filled entry. */
 		cfg->n_users++;
 		err = cfg_user(p, item, i, u);
 		if (err)
-			return err;
-		for (size_t j = 0; j < i; j++) {
-			char path[CONFIG_PATH_MAX];
-
-			if (!cfg_user_clash(&cfg->users[j], u))
-				continue;
-			cfg_pathf(path, "users[%zu]", i);
-			return cfg_fail(p, item, path, "duplicate user \"%s%s%s\" (users[%zu])",
-					u->user, u->domain ? "@" : "",
-					u->domain ? u->domain : "", j);
-		}
+			goto out;
+		j = cfg_user_first_clash(cfg, &seen, slots, i);
+		if (j == i)
+			continue;
+		cfg_pathf(path, "users[%zu]", i);
+		err = cfg_fail(p, item, path, "duplicate user \"%s%s%s\" (users[%zu])", u->user,
+			       u->domain ? "@" : "", u->domain ? u->domain : "", j);
+		goto out;
 	}
-	return 0;
+out:
+	if (seen.buckets)
+		hmap_destroy(&seen);
+	free(slots);
+	return err;
 }
 
 static int cfg_defaults(struct config *cfg)

@@ -451,6 +451,35 @@ static void test_duplicate_users_are_refused(void)
 	config_free(&cfg);
 }
 
+/* The duplicate check is a hash set: 100000 users load at once, and a clash among them
+ * still names the first entry it collides with (here one valid in every domain). */
+static void test_many_users_load_and_duplicates_found(void)
+{
+	size_t n = 100000, cap = n * 64 + 256, len = 0;
+	char *yaml = malloc(cap);
+	struct config *cfg = NULL;
+
+	CHECK(yaml != NULL);
+	if (!yaml)
+		return;
+	len += (size_t)snprintf(yaml + len, cap - len,
+				"domains: [a.example, b.example]\nusers:\n"
+				"  - {user: u7, domain: b.example, password: p}\n");
+	for (size_t i = 0; i < n; i++)
+		len +=
+		    (size_t)snprintf(yaml + len, cap - len,
+				     "  - {user: u%zu, domain: a.example, password: p}\n", i);
+	CHECK_INT(config_load_string(&cfg, yaml, len, "t.yaml", errbuf, sizeof(errbuf)), 0);
+	CHECK(cfg && cfg->n_users == n + 1);
+	config_free(&cfg);
+	len += (size_t)snprintf(yaml + len, cap - len, "  - {user: u7, password: p}\n");
+	CHECK_INT(config_load_string(&cfg, yaml, len, "t.yaml", errbuf, sizeof(errbuf)),
+		  EINVAL);
+	CHECK(strstr(errbuf, "users[100001]: duplicate user \"u7\" (users[0])") != NULL);
+	config_free(&cfg);
+	free(yaml);
+}
+
 static void test_yaml_syntax_error_names_line(void)
 {
 	struct config *cfg = NULL;
@@ -564,6 +593,7 @@ int main(void)
 	RUN(test_wrong_types_are_refused);
 	RUN(test_users_are_validated);
 	RUN(test_duplicate_users_are_refused);
+	RUN(test_many_users_load_and_duplicates_found);
 	RUN(test_yaml_syntax_error_names_line);
 	RUN(test_config_domain_known_ignores_case);
 	RUN(test_config_load_missing_file_is_enoent);
