@@ -940,12 +940,36 @@ static bool nameaddr_split(const struct sip_str *v, struct sip_str *uri, struct 
 	return uri->len > 0;
 }
 
+/* Header lines kept from libosip2 at most (see osip_view). */
+#define SCAN_SKIP_MAX 8
+
 struct scan {
 	struct sip_str first[SIPMSG_HDR_COUNT]; /* first value of each header we read */
 	unsigned count[SIPMSG_HDR_COUNT];
 	bool bad_contact;
 	bool multipart; /* a Content-Type multipart/...: see osip_view() */
+	/* Whole lines (with their line end) libosip2 need not see, in message order */
+	struct sip_str skip[SCAN_SKIP_MAX];
+	size_t n_skip;
 };
+
+/* Headers libosip2 keeps as opaque name/value pairs (it has no parser for them, and such a
+ * line cannot fail its parse) and that we check ourselves where they matter. */
+static bool hdr_opaque_to_osip(enum sipmsg_hdr id)
+{
+	return id == SIPMSG_HDR_MAXFWD || id == SIPMSG_HDR_EXPIRES ||
+	       id == SIPMSG_HDR_USER_AGENT || id == SIPMSG_HDR_SUPPORTED ||
+	       id == SIPMSG_HDR_REQUIRE || id == SIPMSG_HDR_PATH;
+}
+
+/* A line libosip2 may be spared: one physical line "Name:value" (name at the line start,
+ * the colon right after it, no CR or LF inside: no fold, no bare CR), so whatever
+ * libosip2 would make of it is just an opaque header. */
+static bool line_plain(const struct sip_str *line, const struct sip_str *name)
+{
+	return name->p == line->p && name->len < line->len && name->p[name->len] == ':' &&
+	       !memchr(line->p, '\r', line->len) && !memchr(line->p, '\n', line->len);
+}
 
 static int contacts_push(struct sipmsg *m, size_t *cap, const struct sip_str *uri,
 			 const struct sip_str *params)
@@ -975,17 +999,21 @@ static bool contact_expires_ok(const struct sip_str *params)
 /* The one pass over the raw headers. */
 static int scan_headers(struct sipmsg *m, struct scan *sc)
 {
-	struct sip_str name, value, e, uri, params;
+	struct sip_str name, value, line, e, uri, params;
 	size_t pos = 0, lpos, cap = 0;
 	enum sipmsg_hdr id;
 	int err;
 
-	while (sipmsg_raw_header_next(m->raw, m->raw_len, &pos, &name, &value, NULL)) {
+	while (sipmsg_raw_header_next(m->raw, m->raw_len, &pos, &name, &value, &line)) {
 		if (name.len == 0)
 			continue;
 		id = hdr_identify(&name);
 		if (id == SIPMSG_HDR_OTHER)
 			continue;
+		if (hdr_opaque_to_osip(id) && sc->n_skip < SCAN_SKIP_MAX &&
+		    line_plain(&line, &name))
+			sc->skip[sc->n_skip++] = (struct sip_str){
+			    .p = line.p, .len = (size_t)(m->raw + pos - line.p)};
 		if (m->n_index < SIPMSG_INDEX_MAX) {
 			m->index[m->n_index].id = (uint8_t)id;
 			m->index[m->n_index++].value = value;
@@ -1087,20 +1115,54 @@ static bool nul_sanitize(char *copy, size_t len)
 	return true;
 }
 
-/* The bytes libosip2 gets. Usually our raw copy itself (*copyp NULL); a private copy when
- * it holds NULs (see nul_sanitize) or a multipart body: libosip2 5.3.0 leaks memory on
- * some malformed multipart bodies, and a registrar never reads bodies, so libosip2 is
+/* The raw bytes without the lines of sc->skip, into buf (raw_len + 1 bytes). Returns the
+ * length. */
+static size_t osip_view_skip(const struct sipmsg *m, const struct scan *sc, char *buf)
+{
+	const char *from = m->raw, *end = m->raw + m->raw_len;
+	size_t len = 0;
+
+	for (size_t i = 0; i < sc->n_skip; i++) {
+		memcpy(buf + len, from, (size_t)(sc->skip[i].p - from));
+		len += (size_t)(sc->skip[i].p - from);
+		from = sc->skip[i].p + sc->skip[i].len;
+	}
+	memcpy(buf + len, from, (size_t)(end - from));
+	len += (size_t)(end - from);
+	buf[len] = '\0';
+	return len;
+}
+
+/* The bytes libosip2 gets, *viewp and *lenp. Usually our raw copy without the plain lines
+ * of headers it would only store (sc->skip: a third of a REGISTER's headers, each a few
+ * allocations and scans in libosip2), written into scratch (scratch_len bytes) when it
+ * fits, else into *copyp. A private copy of everything (*copyp, the caller frees it) when
+ * the bytes hold NULs (see nul_sanitize) or a multipart body: libosip2 5.3.0 leaks memory
+ * on some malformed multipart bodies, and a registrar never reads bodies, so libosip2 is
  * told the type is "xultipart/..." and keeps the body whole. Returns 0, EBADMSG or
  * ENOMEM. */
-static int osip_view(const struct sipmsg *m, const struct scan *sc, char **copyp)
+static int osip_view(const struct sipmsg *m, const struct scan *sc, char *scratch,
+		     size_t scratch_len, const char **viewp, size_t *lenp, char **copyp)
 {
 	struct sip_str name, value;
 	size_t pos = 0;
 	char *copy;
 
 	*copyp = NULL;
-	if (!sc->multipart && !memchr(m->raw, '\0', m->raw_len))
+	*viewp = m->raw;
+	*lenp = m->raw_len;
+	if (!sc->multipart && !memchr(m->raw, '\0', m->raw_len)) {
+		if (sc->n_skip == 0)
+			return 0;
+		if (m->raw_len >= scratch_len) {
+			scratch = *copyp = malloc(m->raw_len + 1);
+			if (!scratch)
+				return ENOMEM;
+		}
+		*lenp = osip_view_skip(m, sc, scratch);
+		*viewp = scratch;
 		return 0;
+	}
 	copy = malloc(m->raw_len + 1);
 	if (!copy)
 		return ENOMEM;
@@ -1115,6 +1177,7 @@ static int osip_view(const struct sipmsg *m, const struct scan *sc, char **copyp
 		    mem_ieq(value.p, 9, "multipart"))
 			copy[value.p - m->raw] = 'x';
 	*copyp = copy;
+	*viewp = copy;
 	return 0;
 }
 
@@ -1331,7 +1394,9 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 	struct sipmsg *m = NULL;
 	struct scan sc;
 	struct reqline rl;
-	char *osip_copy = NULL;
+	char *osip_copy = NULL, scratch[2048];
+	const char *view;
+	size_t view_len;
 	const char *reason = "Bad Request";
 	int status, err;
 
@@ -1371,14 +1436,14 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 	memset(&sc, 0, sizeof(sc));
 	err = scan_headers(m, &sc);
 	if (err == 0)
-		err = osip_view(m, &sc, &osip_copy);
+		err = osip_view(m, &sc, scratch, sizeof(scratch), &view, &view_len, &osip_copy);
 	if (err) {
 		sipmsg_free(&m);
 		if (err != EBADMSG)
 			return err;
 		return parse_fail(mp, NULL, STATUS_BAD, reason, status_r, reason_r);
 	}
-	err = osip_parse(m, osip_copy ? osip_copy : m->raw, len);
+	err = osip_parse(m, view, view_len);
 	free(osip_copy);
 	if (err == ENOMEM) {
 		sipmsg_free(&m);

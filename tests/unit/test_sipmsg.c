@@ -690,6 +690,46 @@ static void test_header_index_answers_like_a_raw_scan(void)
 	sipmsg_free(&m);
 }
 
+/* libosip2 is spared the plain lines of headers it only stores (Max-Forwards, Expires,
+ * User-Agent, Supported, Require, Path); folded or oddly spaced ones, and everything it
+ * parses, still reach it, and a line it would refuse still fails the message. */
+static void test_opaque_header_lines_kept_from_libosip2(void)
+{
+	struct sipmsg *m = NULL;
+	struct sip_str v;
+	int st = 0;
+
+	CHECK_INT(parse(REG_LINE VIA_LINE
+			"Max-Forwards:70" CRLF TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE
+			"User-Agent: ua" CRLF "Expires: 60" CRLF "X-Other: y" CRLF
+			"Supported: path" CRLF END_LINES,
+			&m, NULL),
+		  0);
+	if (!m)
+		return;
+	CHECK_INT(osip_list_size(&m->osip->headers), 1); /* X-Other only */
+	CHECK_INT(m->expires_hdr, 60);
+	CHECK_INT(sipmsg_header_values(m, "User-Agent", NULL, false, &v, 1), 1);
+	CHECK_MEM(v.p, v.len, "ua");
+	CHECK(m->osip->content_length != NULL);
+	sipmsg_free(&m);
+
+	CHECK_INT(parse(REG_HEAD "User-Agent: ua" CRLF " folded" CRLF "Expires : 60" CRLF
+				 "Require: path" CRLF END_LINES,
+			&m, NULL),
+		  0);
+	if (!m)
+		return;
+	/* Max-Forwards and Require spared; the folded and the spaced line kept */
+	CHECK_INT(osip_list_size(&m->osip->headers), 2);
+	CHECK_INT(m->expires_hdr, 60);
+	sipmsg_free(&m);
+
+	CHECK_INT(parse(REG_HEAD "User-Agent ua" CRLF END_LINES, &m, &st), EBADMSG);
+	CHECK_INT(st, 400);
+	sipmsg_free(&m);
+}
+
 static void test_raw_scanner_lines_and_lists(void)
 {
 	static const char msg[] = "OPTIONS sip:x SIP/2.0\n"
@@ -1617,6 +1657,7 @@ int main(int argc, char **argv)
 	RUN(test_resp_headers_and_finish);
 	RUN(test_resp_date_rfc1123);
 	RUN(test_header_index_answers_like_a_raw_scan);
+	RUN(test_opaque_header_lines_kept_from_libosip2);
 	RUN(test_resp_numbers_and_plain_headers);
 	RUN(test_error_raw_copies_lines);
 	RUN(test_error_raw_needs_request_line_and_via);
