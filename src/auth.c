@@ -685,7 +685,7 @@ int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct
 	size_t n;
 
 	memset(c, 0, sizeof(*c));
-	n = sipmsg_header_values(m, "Authorization", NULL, false, vals, AUTHZ_MAX);
+	n = sipmsg_hdr_values(m, SIPMSG_HDR_AUTHORIZATION, false, vals, AUTHZ_MAX);
 	for (size_t i = 0; i < n; i++) {
 		int rv = auth_creds_parse_value(&vals[i], &tmp);
 		bool ours = str_ieq(&tmp.realm, realm->p, realm->len);

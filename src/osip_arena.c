@@ -166,6 +166,18 @@ struct osip_arena *osip_arena_get(void)
 	return a;
 }
 
+void *osip_arena_alloc(struct osip_arena *a, size_t size)
+{
+	return a ? arena_take(a, size) : NULL;
+}
+
+bool osip_arena_holds(const struct osip_arena *a, const void *p)
+{
+	uintptr_t x = (uintptr_t)p, b = (uintptr_t)a;
+
+	return a && x >= b && x - b < ARENA_SLOT_SIZE;
+}
+
 void osip_arena_enter(struct osip_arena *a)
 {
 	arena_current = a;

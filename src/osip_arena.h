@@ -16,6 +16,11 @@ void osip_arena_setup(void);
 /* A free arena, or NULL when there is none (libosip2 then allocates with malloc as
  * usual). The caller gives it back with osip_arena_put(). */
 struct osip_arena *osip_arena_get(void);
+/* size bytes from a for the caller's own use (released with a), or NULL when they do not
+ * fit: then the caller allocates elsewhere. */
+void *osip_arena_alloc(struct osip_arena *a, size_t size);
+/* Does p point into a? */
+bool osip_arena_holds(const struct osip_arena *a, const void *p);
 /* Route the calling thread's libosip2 allocations into a until osip_arena_leave().
  * What does not fit goes to malloc and makes the arena not whole. */
 void osip_arena_enter(struct osip_arena *a);

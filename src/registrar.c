@@ -68,13 +68,13 @@ static int registrar_domain_status(const struct registrar_conf *cfg)
 /* All values of a header, split at top-level commas. A request carries few: they go in
  * the caller's buf[REGISTRAR_VALUES_INLINE], and only a longer list in a heap array.
  * *vp is buf or that array: registrar_values_free(). */
-static int registrar_values(const struct sipmsg *m, const char *name, const char *compact,
-			    struct sip_str *buf, struct sip_str **vp, size_t *np)
+static int registrar_values(const struct sipmsg *m, enum sipmsg_hdr id, struct sip_str *buf,
+			    struct sip_str **vp, size_t *np)
 {
 	size_t max = REGISTRAR_VALUES_INLINE;
 	struct sip_str *v = NULL;
 
-	*np = sipmsg_header_values(m, name, compact, true, buf, max);
+	*np = sipmsg_hdr_values(m, id, true, buf, max);
 	*vp = buf;
 	if (*np < max)
 		return 0;
@@ -89,7 +89,7 @@ static int registrar_values(const struct sipmsg *m, const char *name, const char
 			return ENOMEM;
 		}
 		v = nv;
-		n = sipmsg_header_values(m, name, compact, true, v, max);
+		n = sipmsg_hdr_values(m, id, true, v, max);
 		if (n < max || max >= REGISTRAR_MAX_VALUES) {
 			*vp = v;
 			*np = n;
@@ -122,7 +122,7 @@ static int registrar_check_require(const struct sipmsg *m, struct reg_decision *
 	size_t n, used = 0;
 	int err;
 
-	err = registrar_values(m, "Require", NULL, buf, &v, &n);
+	err = registrar_values(m, SIPMSG_HDR_REQUIRE, buf, &v, &n);
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++) {
@@ -173,7 +173,7 @@ static int registrar_check_path(const struct sipmsg *m, struct reg_decision *d)
 	char *p;
 	int err;
 
-	err = registrar_values(m, "Supported", "k", buf, &v, &n);
+	err = registrar_values(m, SIPMSG_HDR_SUPPORTED, buf, &v, &n);
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++) {
@@ -182,7 +182,7 @@ static int registrar_check_path(const struct sipmsg *m, struct reg_decision *d)
 	}
 	registrar_values_free(v, buf);
 
-	err = registrar_values(m, "Path", NULL, buf, &v, &n);
+	err = registrar_values(m, SIPMSG_HDR_PATH, buf, &v, &n);
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++)
@@ -429,7 +429,7 @@ static int registrar_check_contacts(const struct registrar_conf *cfg, const stru
 	bool too_brief = false;
 	int err = 0;
 
-	n_values = sipmsg_header_values(m, "Contact", "m", true, vals, 2);
+	n_values = sipmsg_hdr_values(m, SIPMSG_HDR_CONTACT, true, vals, 2);
 	if (m->contact_star) {
 		if (n_values != 1 || m->expires_hdr != 0) {
 			decision_refuse(d, 400, reason_bad_contact_star);
@@ -531,7 +531,7 @@ int registrar_check(const struct registrar_conf *cfg, const struct sipmsg *req, 
 	d->req.cseq = req->cseq;
 	d->req.max_contacts = cfg->max_contacts;
 	d->req.now = now;
-	if (sipmsg_header_values(req, "User-Agent", NULL, false, &ua, 1) == 1)
+	if (sipmsg_hdr_values(req, SIPMSG_HDR_USER_AGENT, false, &ua, 1) == 1)
 		d->req.user_agent = ua;
 	return 0;
 }

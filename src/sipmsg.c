@@ -304,7 +304,7 @@ static bool header_next(const struct sipmsg *m, enum sipmsg_hdr id, const char *
 {
 	struct sip_str hn;
 
-	if (id != SIPMSG_HDR_OTHER)
+	if (id != SIPMSG_HDR_OTHER || !name)
 		return sipmsg_hdr_next(m, id, pos, value);
 	while (sipmsg_raw_header_next(m->raw, m->raw_len, pos, &hn, value, NULL))
 		if (name_is(&hn, name, compact))
@@ -312,10 +312,11 @@ static bool header_next(const struct sipmsg *m, enum sipmsg_hdr id, const char *
 	return false;
 }
 
-size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char *compact,
-			    bool split_commas, struct sip_str *out, size_t max)
+/* The values of (id, or else name and compact) into out, split at commas if asked. */
+static size_t header_values(const struct sipmsg *m, enum sipmsg_hdr id, const char *name,
+			    const char *compact, bool split_commas, struct sip_str *out,
+			    size_t max)
 {
-	enum sipmsg_hdr id = hdr_of_request(name, compact);
 	struct sip_str hv, e;
 	size_t pos = 0, n = 0, lpos;
 
@@ -332,6 +333,21 @@ size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char
 				out[n++] = e;
 	}
 	return n;
+}
+
+size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char *compact,
+			    bool split_commas, struct sip_str *out, size_t max)
+{
+	return header_values(m, hdr_of_request(name, compact), name, compact, split_commas, out,
+			     max);
+}
+
+size_t sipmsg_hdr_values(const struct sipmsg *m, enum sipmsg_hdr id, bool split_commas,
+			 struct sip_str *out, size_t max)
+{
+	if (id == SIPMSG_HDR_OTHER)
+		return 0;
+	return header_values(m, id, NULL, NULL, split_commas, out, max);
 }
 
 /* Finds parameter name in a raw ";a=b;c" list. Anything before the first ';' is skipped, so
@@ -1181,13 +1197,12 @@ static int osip_view(const struct sipmsg *m, const struct scan *sc, char *scratc
 	return 0;
 }
 
-/* libosip2's parse of bytes into m->osip, built in an arena that sipmsg_free() releases
- * whole. Returns 0, EBADMSG or ENOMEM. */
+/* libosip2's parse of bytes into m->osip, built in m's arena (when it has one), which
+ * sipmsg_free() releases whole. Returns 0, EBADMSG or ENOMEM. */
 static int osip_parse(struct sipmsg *m, const char *bytes, size_t len)
 {
 	int err = 0;
 
-	m->arena = osip_arena_get();
 	osip_arena_enter(m->arena);
 	if (osip_message_init(&m->osip) != 0)
 		err = ENOMEM;
@@ -1392,6 +1407,7 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 		 const char **reason_r)
 {
 	struct sipmsg *m = NULL;
+	struct osip_arena *arena;
 	struct scan sc;
 	struct reqline rl;
 	char *osip_copy = NULL, scratch[2048];
@@ -1411,13 +1427,20 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 		return EBADMSG;
 	pthread_once(&parser_once, parser_setup);
 
-	/* one allocation for the struct and the owned copy of the bytes */
+	/* One block for the struct and the owned copy of the bytes, in the arena libosip2
+	 * will parse into when it fits there. */
 	if (len > SIZE_MAX - sizeof(*m) - 1)
 		return EBADMSG;
-	m = malloc(sizeof(*m) + len + 1);
+	arena = osip_arena_get();
+	m = osip_arena_alloc(arena, sizeof(*m) + len + 1);
 	if (!m)
+		m = malloc(sizeof(*m) + len + 1);
+	if (!m) {
+		osip_arena_put(&arena);
 		return ENOMEM;
+	}
 	memset(m, 0, sizeof(*m));
+	m->arena = arena;
 	m->raw = (char *)(m + 1);
 	memcpy(m->raw, buf, len);
 	m->raw[len] = '\0'; /* not relied upon: a guard for libosip2 only */
@@ -1483,16 +1506,19 @@ int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 
 void sipmsg_free(struct sipmsg **mp)
 {
+	struct osip_arena *arena;
 	struct sipmsg *m;
 
 	if (!mp || !*mp)
 		return;
 	m = *mp;
+	arena = m->arena;
 	/* a parse that stayed in its arena goes with it; otherwise object by object */
-	if (m->osip && !osip_arena_whole(m->arena))
+	if (m->osip && !osip_arena_whole(arena))
 		osip_message_free(m->osip);
-	osip_arena_put(&m->arena);
 	free(m->contacts);
-	free(m);
+	if (!osip_arena_holds(arena, m))
+		free(m);
+	osip_arena_put(&arena); /* m may live in it: last */
 	*mp = NULL;
 }

@@ -120,6 +120,10 @@ size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char
 bool sipmsg_hdr_next(const struct sipmsg *m, enum sipmsg_hdr id, size_t *pos,
 		     struct sip_str *value);
 
+/* sipmsg_header_values() for a recorded header, by id (no name to compare). */
+size_t sipmsg_hdr_values(const struct sipmsg *m, enum sipmsg_hdr id, bool split_commas,
+			 struct sip_str *out, size_t max);
+
 /* Walks the raw header lines of buf (a whole message; the start line is skipped) in order,
  * up to the blank line. *pos starts at 0. name and value are trimmed (value may span folded
  * lines); line (may be NULL) is the whole raw line with its continuations, without the

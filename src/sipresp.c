@@ -137,6 +137,11 @@ static void resp_unfolded(struct sipresp *r, const char *p, size_t len)
 {
 	const char *end = p + len, *s = p;
 
+	/* almost every value is one line: copy it whole (memchr scans by the word) */
+	if (!memchr(p, '\n', len) && !memchr(p, '\r', len)) {
+		sipresp_append(r, p, len);
+		return;
+	}
 	while (p < end) {
 		if (*p != '\r' && *p != '\n') {
 			p++;

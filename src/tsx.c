@@ -169,7 +169,7 @@ static int key_build(struct tsx_table *tab, const struct sipmsg *m)
 				   (uint8_t)(m->cseq >> 8), (uint8_t)m->cseq};
 
 		/* Request-URI, To tag, From tag, Call-ID, CSeq, top Via. */
-		sipmsg_header_values(m, "Via", "v", true, &via, 1);
+		sipmsg_hdr_values(m, SIPMSG_HDR_VIA, true, &via, 1);
 		tab->kbuf[tab->klen++] = '2';
 		err |= key_add_str(tab, &uri);
 		err |= key_add_str(tab, &m->to_tag);

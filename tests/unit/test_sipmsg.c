@@ -663,6 +663,9 @@ static void test_header_index_answers_like_a_raw_scan(void)
 	CHECK_INT(sipmsg_header_values(m, "user-agent", NULL, false, v, 8), 1);
 	CHECK_MEM(v[0].p, v[0].len, "ua 1");
 	CHECK_INT(sipmsg_header_values(m, "Max-Forwards", NULL, false, v, 8), 1);
+	CHECK_INT(sipmsg_hdr_values(m, SIPMSG_HDR_SUPPORTED, true, v, 8), 2);
+	CHECK_INT(sipmsg_hdr_values(m, SIPMSG_HDR_VIA, false, v, 8), 2);
+	CHECK_INT(sipmsg_hdr_values(m, SIPMSG_HDR_OTHER, false, v, 8), 0);
 	sipmsg_free(&m);
 
 	/* more recorded headers than the index holds: answered by scanning */
