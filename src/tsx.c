@@ -26,6 +26,8 @@
  * not become a wakeup every few microseconds. Transactions live up to this much longer
  * than Timer J, which RFC 3261 allows (Timer J is a minimum). */
 #define TSX_TIMER_SLACK_MS 5u
+/* Bucket array bound (32 MiB of pointers); a larger max_transactions grows it later. */
+#define TSX_BUCKETS_MAX ((size_t)1 << 22)
 
 /* Where a transaction's answers go, kept small: a struct net_flow holds a whole
  * sockaddr_storage and the source as text, 208 bytes that a million live transactions
@@ -254,9 +256,12 @@ int tsx_table_alloc(struct tsx_table **tp, struct event_base *base, struct net *
 	tab->net = net;
 	tab->max = max;
 	tab->timer_j_ms = timer_j_ms ? timer_j_ms : TSX_TIMER_J_DEFAULT_MS;
-	/* Start small: the table doubles as load needs, and an idle instance should not
-	 * hold a bucket array sized for a storm. */
-	if (hmap_init(&tab->map, 1024) != 0) {
+	/* Buckets for the most transactions allowed, up front: doubling a table of a million
+	 * transactions walks every one of them (cache misses all the way) and stalls the
+	 * loop for a good fraction of a second, long enough for every client to retransmit.
+	 * The array is calloc'ed (fresh zero pages from mmap), so an idle instance does not
+	 * hold it in memory: pages become resident as transactions land on them. */
+	if (hmap_init(&tab->map, max < TSX_BUCKETS_MAX ? max : TSX_BUCKETS_MAX) != 0) {
 		free(tab);
 		return ENOMEM;
 	}
