@@ -373,11 +373,11 @@ def tree_ticks(root):
         pid = int(name)
         children.setdefault(int(fields[1]), []).append(pid)
         ticks[pid] = int(fields[11]) + int(fields[12])
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
         total += ticks.get(pid, 0)
-        todo.extend(children.get(pid, []))
+        pending.extend(children.get(pid, []))
     return total
 
 
