@@ -153,6 +153,21 @@ static struct location_op *op_new(struct location *loc, void *arg, int *errp)
 	return op;
 }
 
+/* The common start of every call: reset *opp, refuse missing arguments (args_ok), and
+ * register a new op. Returns 0 with *op_new_r set, or the error to return. */
+static int op_begin(struct location *loc, bool args_ok, void *arg, struct location_op **opp,
+		    struct location_op **op_new_r)
+{
+	int err = 0;
+
+	if (opp)
+		*opp = NULL;
+	if (!loc || !args_ok)
+		return EINVAL;
+	*op_new_r = op_new(loc, arg, &err);
+	return *op_new_r ? 0 : err;
+}
+
 /* After the backend call returned err: hand the op out, or drop it. */
 static int op_started(struct location_op *op, int err, struct location_op **opp)
 {
@@ -244,14 +259,9 @@ int location_apply(struct location *loc, const struct reg_request *req, location
 		   void *arg, struct location_op **opp)
 {
 	struct location_op *op;
-	int err = 0;
+	int err = op_begin(loc, req && cb, arg, opp, &op);
 
-	if (opp)
-		*opp = NULL;
-	if (!loc || !req || !cb)
-		return EINVAL;
-	op = op_new(loc, arg, &err);
-	if (!op)
+	if (err)
 		return err;
 	op->cb.apply = cb;
 	return op_started(op, loc->ops->apply(loc->be, req, apply_done, op), opp);
@@ -261,14 +271,9 @@ int location_fetch(struct location *loc, const struct sip_str *aor, int64_t now,
 		   location_fetch_h *cb, void *arg, struct location_op **opp)
 {
 	struct location_op *op;
-	int err = 0;
+	int err = op_begin(loc, aor && cb, arg, opp, &op);
 
-	if (opp)
-		*opp = NULL;
-	if (!loc || !aor || !cb)
-		return EINVAL;
-	op = op_new(loc, arg, &err);
-	if (!op)
+	if (err)
 		return err;
 	op->cb.fetch = cb;
 	return op_started(op, loc->ops->fetch(loc->be, aor, now, fetch_done, op), opp);
@@ -278,14 +283,9 @@ int location_sweep(struct location *loc, int64_t now, location_sweep_h *cb, void
 		   struct location_op **opp)
 {
 	struct location_op *op;
-	int err = 0;
+	int err = op_begin(loc, cb, arg, opp, &op);
 
-	if (opp)
-		*opp = NULL;
-	if (!loc || !cb)
-		return EINVAL;
-	op = op_new(loc, arg, &err);
-	if (!op)
+	if (err)
 		return err;
 	op->cb.sweep = cb;
 	return op_started(op, loc->ops->sweep(loc->be, now, sweep_done, op), opp);
@@ -295,14 +295,9 @@ int location_iterate(struct location *loc, int64_t now, location_iter_h *cb, voi
 		     struct location_op **opp)
 {
 	struct location_op *op;
-	int err = 0;
+	int err = op_begin(loc, cb, arg, opp, &op);
 
-	if (opp)
-		*opp = NULL;
-	if (!loc || !cb)
-		return EINVAL;
-	op = op_new(loc, arg, &err);
-	if (!op)
+	if (err)
 		return err;
 	op->cb.iterate = cb;
 	return op_started(op, loc->ops->iterate(loc->be, now, iterate_step, op), opp);
@@ -314,14 +309,9 @@ int directory_find_user(struct location *loc, const struct sip_str *user,
 {
 	static const struct sip_str empty = {.p = NULL, .len = 0};
 	struct location_op *op;
-	int err = 0;
+	int err = op_begin(loc, user && cb, arg, opp, &op);
 
-	if (opp)
-		*opp = NULL;
-	if (!loc || !user || !cb)
-		return EINVAL;
-	op = op_new(loc, arg, &err);
-	if (!op)
+	if (err)
 		return err;
 	op->cb.find_user = cb;
 	err = loc->ops->find_user(loc->be, user, domain ? domain : &empty, find_user_done, op);

@@ -4,24 +4,18 @@
 # there afterwards (checked with the harness client, itself authenticating with SHA-256).
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from sipreg_test import (Sipregd, check, check_eq, free_port, register_with_auth,  # noqa: E402
-                         run_sipp, run_tests, sipp_report, source_root)
+from sipreg_test import (Sipregd, check, check_eq, register_with_auth,  # noqa: E402
+                         run_tests, sipp_register_all, source_root)
 
 N_USERS = 1000
 SCENARIO = os.path.join(source_root(), "tests", "sipp", "register-auth.xml")
 
 
-def users_file(expires):
-    fd, path = tempfile.mkstemp(prefix="sipp-auth-users-", suffix=".csv")
-    with os.fdopen(fd, "w") as f:
-        f.write("SEQUENTIAL\n")
-        for i in range(1, N_USERS + 1):
-            f.write("user%d;%d;[authentication username=user%d password=pass%d]\n" %
-                    (i, expires, i, i))
-    return path
+def users(expires):
+    return ["user%d;%d;[authentication username=user%d password=pass%d]" % (i, expires, i, i)
+            for i in range(1, N_USERS + 1)]
 
 
 def config():
@@ -33,20 +27,8 @@ def config():
 
 
 def drive(d, transport, expires):
-    port = free_port()
-    inf = users_file(expires)
-    try:
-        rc, stats, wd = run_sipp("127.0.0.1:%d" % d.port, SCENARIO, N_USERS,
-                                 transport=transport, rate=500, timeout=120, inf=inf,
-                                 keys={"domain": "example.com"},
-                                 extra=["-p", str(port), "-auth_uri", "example.com"])
-    finally:
-        os.unlink(inf)
-    ok = int(stats.get("SuccessfulCall(C)", "-1"))
-    failed = int(stats.get("FailedCall(C)", "-1"))
-    check(rc == 0 and ok == N_USERS and failed == 0,
-          "sipp %s: rc=%d ok=%d failed=%d\n%s" % (transport, rc, ok, failed, sipp_report(wd)))
-    return port
+    return sipp_register_all(d, SCENARIO, users(expires), transport, rate=500,
+                             extra=["-auth_uri", "example.com"])
 
 
 def test_sipp_md5_digest_registers_many_users_over_udp_then_tcp():

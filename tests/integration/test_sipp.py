@@ -3,23 +3,17 @@
 # must be there afterwards.
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from sipreg_test import (UA, Sipregd, check, check_eq, free_port, run_sipp,  # noqa: E402
-                         sipp_report, source_root, run_tests)
+from sipreg_test import (UA, Sipregd, check, check_eq, run_tests,  # noqa: E402
+                         sipp_register_all, source_root)
 
 N_USERS = 2000
 SCENARIO = os.path.join(source_root(), "tests", "sipp", "register.xml")
 
 
-def users_file(expires):
-    fd, path = tempfile.mkstemp(prefix="sipp-users-", suffix=".csv")
-    with os.fdopen(fd, "w") as f:
-        f.write("SEQUENTIAL\n")
-        for i in range(1, N_USERS + 1):
-            f.write("sipp%d;%d\n" % (i, expires))
-    return path
+def users(expires):
+    return ["sipp%d;%d" % (i, expires) for i in range(1, N_USERS + 1)]
 
 
 def config():
@@ -29,16 +23,7 @@ def config():
 
 
 def drive(d, transport, expires):
-    port = free_port()
-    rc, stats, wd = run_sipp("127.0.0.1:%d" % d.port, SCENARIO, N_USERS,
-                             transport=transport, rate=1000, timeout=120,
-                             inf=users_file(expires), keys={"domain": "example.com"},
-                             extra=["-p", str(port)])
-    ok = int(stats.get("SuccessfulCall(C)", "-1"))
-    failed = int(stats.get("FailedCall(C)", "-1"))
-    check(rc == 0 and ok == N_USERS and failed == 0,
-          "sipp %s: rc=%d ok=%d failed=%d\n%s" % (transport, rc, ok, failed, sipp_report(wd)))
-    return port
+    return sipp_register_all(d, SCENARIO, users(expires), transport, rate=1000)
 
 
 def test_sipp_registers_2000_users_over_udp_then_tcp():

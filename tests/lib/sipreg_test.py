@@ -1124,6 +1124,29 @@ def run_sipp(target, scenario, calls, transport="u1", rate=500, timeout=120, inf
     return p.returncode, stats, workdir
 
 
+def sipp_register_all(d, scenario, lines, transport, rate, extra=()):
+    """Run sipp's scenario against daemon d with one call per injection line (lines: the
+    rows after SEQUENTIAL), from a fresh local port; every call must succeed. Returns the
+    local port sipp used (it is in the registered Contacts)."""
+    port = free_port()
+    fd, inf = tempfile.mkstemp(prefix="sipp-users-", suffix=".csv")
+    with os.fdopen(fd, "w") as f:
+        f.write("SEQUENTIAL\n")
+        f.writelines(line + "\n" for line in lines)
+    try:
+        rc, stats, wd = run_sipp("127.0.0.1:%d" % d.port, scenario, len(lines),
+                                 transport=transport, rate=rate, timeout=120, inf=inf,
+                                 keys={"domain": "example.com"},
+                                 extra=["-p", str(port)] + list(extra))
+    finally:
+        os.unlink(inf)
+    ok = int(stats.get("SuccessfulCall(C)", "-1"))
+    failed = int(stats.get("FailedCall(C)", "-1"))
+    check(rc == 0 and ok == len(lines) and failed == 0,
+          "sipp %s: rc=%d ok=%d failed=%d\n%s" % (transport, rc, ok, failed, sipp_report(wd)))
+    return port
+
+
 def sipp_report(workdir):
     """The tail of sipp's output files, for a failure message."""
     out = []
