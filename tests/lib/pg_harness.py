@@ -16,7 +16,6 @@ server runs as the `postgres` user (runuser) in a directory that user owns."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,10 +26,12 @@ START_TIMEOUT = 30.0
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that nothing uses right now, taken outside the ephemeral range
+    like the daemons' ports (sipreg_test.free_port), so no client socket can grab it."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from sipreg_test import free_port as harness_free_port
+
+    return harness_free_port()
 
 
 def _as_pg_user(argv):

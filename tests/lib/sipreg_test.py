@@ -192,14 +192,23 @@ def _port_free(host, port):
 _used_ports = set()
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(hosts=("127.0.0.1",)):
     """A port free for both UDP and TCP on every host in hosts. Not handed out twice by
-    this process (so several daemons started in a row do not collide)."""
+    this process (so several daemons started in a row do not collide). Taken below the
+    kernel's ephemeral range: a client socket bound to port 0 (ours, sipp's) can then never
+    be given the same port between this check and the daemon's bind."""
+    low = max(_ephemeral_low(), 12000)
+    rng = random.Random(os.getpid() ^ int(time.time() * 1000))
     for _ in range(200):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+        port = rng.randrange(10000, low)
         if port in _used_ports or port in (5060, 5061, 5070, 5080):
             continue
         if all(_port_free(h, port) for h in hosts):
