@@ -55,6 +55,7 @@ struct limits_conf {
 	uint32_t tcp_idle_timeout;    /* seconds, default 600 */
 	uint32_t max_transactions;    /* live server transactions, default 2000000 */
 	uint32_t max_pending;         /* backend operations in flight, default 10000 */
+	uint32_t max_queue_delay_ms;  /* UDP requests older than this are shed; 0: never */
 };
 
 struct config {

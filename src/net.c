@@ -128,6 +128,7 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 	n->max_msg = cfg->limits.max_message_size;
 	n->max_conns = cfg->limits.max_tcp_connections;
 	n->idle_timeout = cfg->limits.tcp_idle_timeout;
+	n->max_queue_delay_ns = (int64_t)cfg->limits.max_queue_delay_ms * 1000000;
 	n->next_conn_id = 1;
 	n->n_listen = cfg->n_listen;
 	if (hmap_init(&n->conns, 64) != 0)

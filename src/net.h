@@ -47,6 +47,7 @@ int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const ch
 struct net_stats {
 	uint64_t rx_msgs, tx_msgs, rx_dropped, tcp_conns, tcp_conns_refused;
 	uint64_t tx_dropped;
+	uint64_t rx_stale; /* UDP datagrams shed unread: older than limits.max_queue_delay_ms */
 };
 void net_stats_get(const struct net *n, struct net_stats *st);
 
