@@ -75,7 +75,7 @@ def write_users_csv(path, n):
                     % (i, i, i, i))
 
 
-def write_config(path, port, n_users, auth, backend, conninfo):
+def write_config(path, port, n_users, auth, backend, conninfo, extra=()):
     lines = [
         "# written by bench/bench.py for one benchmark step",
         "instance_id: bench",
@@ -89,7 +89,7 @@ def write_config(path, port, n_users, auth, backend, conninfo):
         # challenges cost more than the reference's one).
         "auth: {enabled: true, algorithms: [MD5, SHA-256]}" if auth else "auth: off",
         "log: {level: warn}",
-    ]
+    ] + list(extra)
     if backend == "pg":
         lines.append("directory: {backend: pg, conninfo: \"%s\"}" % conninfo)
         lines.append("location: {backend: pg, conninfo: \"%s\"}" % conninfo)
@@ -122,18 +122,68 @@ def sip_ping(port, timeout):
     return data.startswith(b"SIP/2.0 ")
 
 
+class CpuLimit:
+    """A CPU cgroup capping sipregd at PCT % of one core (cgroup v2 cpu.max, or v1
+    cpu.cfs_quota_us). It lets one sipp on this machine offer twice what sipregd can
+    serve, which the overload step needs; the cap changes sipregd's capacity, not its
+    behaviour under overload. Removed on exit."""
+
+    PERIOD_US = 20000
+
+    def __init__(self, pct):
+        self.pct, self.path = pct, None
+
+    def __enter__(self):
+        quota = int(self.PERIOD_US * self.pct / 100)
+        name = "sipreg-bench-%d" % os.getpid()
+        v2 = "/sys/fs/cgroup/cgroup.controllers"
+        try:
+            if os.path.exists(v2):
+                with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
+                    f.write("+cpu")
+                self.path = os.path.join("/sys/fs/cgroup", name)
+                os.mkdir(self.path)
+                with open(os.path.join(self.path, "cpu.max"), "w") as f:
+                    f.write("%d %d" % (quota, self.PERIOD_US))
+            else:
+                self.path = os.path.join("/sys/fs/cgroup/cpu", name)
+                os.mkdir(self.path)
+                with open(os.path.join(self.path, "cpu.cfs_period_us"), "w") as f:
+                    f.write(str(self.PERIOD_US))
+                with open(os.path.join(self.path, "cpu.cfs_quota_us"), "w") as f:
+                    f.write(str(quota))
+        except OSError as e:
+            die("--cpu-limit needs a writable cpu cgroup (root): %s" % e)
+        return self
+
+    def join(self):
+        """For preexec_fn: move the calling (child) process into the cgroup."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def __exit__(self, *exc):
+        if self.path:
+            try:
+                os.rmdir(self.path)
+            except OSError:
+                pass
+
+
 class Sipregd:
     """One sipregd process for one step, stopped by its pid (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, binary, cfg_path, log_path, port):
+    def __init__(self, binary, cfg_path, log_path, port, cpu_limit=None):
         self.binary, self.cfg_path, self.log_path, self.port = binary, cfg_path, log_path, port
+        self.cpu_limit = cpu_limit
         self.proc = None
 
     def start(self):
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([self.binary, "-c", self.cfg_path],
                                      stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL,
+                                     preexec_fn=self.cpu_limit.join if self.cpu_limit
+                                     else None)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -468,6 +518,15 @@ def parse_args():
     ap.add_argument("--compare-kamailio", action="store_true",
                     help="after each step, run ../shared/bench/kamailio/run.sh at the same "
                     "rate (variant a/b/c/d matching auth and backend)")
+    ap.add_argument("--cpu-limit", type=int, default=0, metavar="PCT",
+                    help="cap sipregd at PCT %% of one core (cgroup), so one sipp can "
+                    "overload it")
+    ap.add_argument("--overload", action="store_true",
+                    help="after the ladder, offer twice the highest clean rate and report "
+                    "the goodput as a share of the clean rate")
+    ap.add_argument("--config", action="append", default=[], metavar="YAML",
+                    help="a top-level key added to every step's sipregd.yaml, e.g. "
+                    "'limits: {max_queue_delay_ms: 0}' (repeatable)")
     ap.add_argument("--builddir", default=os.path.join(ROOT, "build-release"))
     ap.add_argument("--no-build", action="store_true", help="use the build dir as it is")
     ap.add_argument("--out", default=None, help="results dir (default /tmp/sipreg-bench/TIME)")
@@ -482,6 +541,8 @@ def parse_args():
         die("--dur: 1..%d seconds" % MAX_DUR)
     if not 1 <= a.repeat <= 5:
         die("--repeat: 1..5")
+    if a.cpu_limit and not 5 <= a.cpu_limit <= 200:
+        die("--cpu-limit: 5..200 (% of one core)")
     if not 1 <= a.users <= MAX_USERS:
         die("--users: 1..%d" % MAX_USERS)
     for tool in ("sipp", "meson", "ninja"):
@@ -507,6 +568,17 @@ def print_row(cells, widths):
 
 LOCK_PATH = "/tmp/sipreg-bench.lock"
 LOCK_WAIT = 3600.0
+
+
+def highest_clean(results):
+    """Highest clean rate with every lower step clean too (the reference's definition of
+    "max sustainable")."""
+    best = 0
+    for rate in sorted({r["offered"] for r in results}):
+        if any(r["clean"] != "yes" for r in results if r["offered"] == rate):
+            break
+        best = rate
+    return best
 
 
 def bench_lock():
@@ -563,44 +635,53 @@ def main():
             die("--backend pg needs sipregctl (build with PostgreSQL)")
         pg = PgSetup(ctl, a.users, out).__enter__()
 
+    limit = CpuLimit(a.cpu_limit).__enter__() if a.cpu_limit else None
+    if limit:
+        print("# sipregd capped at %d %% of one core (cgroup %s)" % (a.cpu_limit, limit.path))
     widths = [max(len(h), 8) for h in HEADER]
     print_row(HEADER, widths)
-    results, kam = [], []
+    results, kam, over = [], [], None
+
+    def run_step(rate, name):
+        step = os.path.join(out, name)
+        os.makedirs(step, exist_ok=True)
+        port = free_port()
+        cfg = os.path.join(step, "sipregd.yaml")
+        write_config(cfg, port, a.users, a.auth, a.backend, pg.conninfo if pg else "",
+                     a.config)
+        if pg:
+            pg.empty_location()
+        d = Sipregd(binary, cfg, os.path.join(step, "sipregd.log"), port, limit)
+        try:
+            d.start()
+            t0, c0, drops0 = time.monotonic(), d.cpu_ticks(), udp_drops(port)
+            q0 = d.runq_ns()
+            pg0 = pg.postgres_ticks() if pg else 0
+            rows, rtts, sipp_cpu, rc = run_sipp(step, port, rate, a.dur, a.auth,
+                                                a.transport, users_csv)
+            wall = time.monotonic() - t0
+            cpu = (d.cpu_ticks() - c0) / CLK_TCK
+            runq = (d.runq_ns() - q0) / 1e9
+            rss, hwm = d.mem_kb()
+            drops = udp_drops(port) - drops0
+            pg_cpu = (pg.postgres_ticks() - pg0) / CLK_TCK if pg else 0.0
+        finally:
+            d.stop()
+        r = summarize(rate, a.dur, rows, rtts)
+        r.update(cpu_pct=100.0 * cpu / wall, runq_pct=100.0 * runq / wall, rss_kb=rss,
+                 hwm_kb=hwm, udp_drops=drops, sipp_cpu_pct=100.0 * sipp_cpu / wall,
+                 pg_cpu_pct=100.0 * pg_cpu / wall, sipp_rc=rc, transport=a.transport,
+                 mode=mode, backend=a.backend, cpu_limit=a.cpu_limit)
+        print_row(row_cells(r), widths)
+        with open(os.path.join(out, "results.tsv"), "a") as f:
+            f.write("\t".join("%s=%s" % (k, v) for k, v in r.items()) + "\n")
+        return r
+
     try:
         steps = [(rate, n) for rate in a.rate_list for n in range(1, a.repeat + 1)]
         for rate, n in steps:
-            step = os.path.join(out, "%s-%s-%d%s" % (mode, a.transport, rate,
-                                                      "-%d" % n if a.repeat > 1 else ""))
-            os.makedirs(step, exist_ok=True)
-            port = free_port()
-            cfg = os.path.join(step, "sipregd.yaml")
-            write_config(cfg, port, a.users, a.auth, a.backend, pg.conninfo if pg else "")
-            if pg:
-                pg.empty_location()
-            d = Sipregd(binary, cfg, os.path.join(step, "sipregd.log"), port)
-            try:
-                d.start()
-                t0, c0, drops0 = time.monotonic(), d.cpu_ticks(), udp_drops(port)
-                q0 = d.runq_ns()
-                pg0 = pg.postgres_ticks() if pg else 0
-                rows, rtts, sipp_cpu, rc = run_sipp(step, port, rate, a.dur, a.auth,
-                                                    a.transport, users_csv)
-                wall = time.monotonic() - t0
-                cpu = (d.cpu_ticks() - c0) / CLK_TCK
-                runq = (d.runq_ns() - q0) / 1e9
-                rss, hwm = d.mem_kb()
-                drops = udp_drops(port) - drops0
-                pg_cpu = (pg.postgres_ticks() - pg0) / CLK_TCK if pg else 0.0
-            finally:
-                d.stop()
-            r = summarize(rate, a.dur, rows, rtts)
-            r.update(cpu_pct=100.0 * cpu / wall, runq_pct=100.0 * runq / wall, rss_kb=rss, hwm_kb=hwm, udp_drops=drops,
-                     sipp_cpu_pct=100.0 * sipp_cpu / wall, pg_cpu_pct=100.0 * pg_cpu / wall,
-                     sipp_rc=rc, transport=a.transport, mode=mode, backend=a.backend)
-            results.append(r)
-            print_row(row_cells(r), widths)
-            with open(os.path.join(out, "results.tsv"), "a") as f:
-                f.write("\t".join("%s=%s" % (k, v) for k, v in r.items()) + "\n")
+            results.append(run_step(rate, "%s-%s-%d%s" % (
+                mode, a.transport, rate, "-%d" % n if a.repeat > 1 else "")))
             if a.compare_kamailio:
                 k = run_kamailio(rate, a.dur, a.auth, a.backend, a.transport,
                                  os.path.join(out, "kamailio"))
@@ -623,17 +704,15 @@ def main():
             rate_unclean = any(x["clean"] != "yes" for x in results if x["offered"] == rate)
             if n == a.repeat and rate_unclean and not a.keep_going:
                 break
+        best = highest_clean(results)
+        if a.overload and best:
+            over = run_step(2 * best, "%s-%s-overload-%d" % (mode, a.transport, 2 * best))
     finally:
         if pg:
             pg.__exit__(None, None, None)
+        if limit:
+            limit.__exit__(None, None, None)
 
-    # Highest clean rate with every lower step clean too (the reference's definition of
-    # "max sustainable").
-    best = 0
-    for rate in sorted({r["offered"] for r in results}):
-        if any(r["clean"] != "yes" for r in results if r["offered"] == rate):
-            break
-        best = rate
     if a.repeat > 1:
         for rate in sorted({r["offered"] for r in results}):
             runs = [r for r in results if r["offered"] == rate]
@@ -647,6 +726,14 @@ def main():
             top["cpu_pct"], top["sipp_cpu_pct"],
             ", postgres cpu %.0f %%" % top["pg_cpu_pct"] if pg else "")
     print("highest clean rate: %d REGISTER/s%s" % (best, extra))
+    if over:
+        # Goodput: 200 OKs per second while the load was offered (the median second), and
+        # over sipp's whole run including the tail, both against the clean rate.
+        print("overload at %d/s: goodput %d/s steady (%.0f %% of the clean rate), %.0f/s "
+              "over the whole run (%.0f %%), %d failed, %d retransmissions, %d udp drops"
+              % (over["offered"], over["ok_steady"], 100.0 * over["ok_steady"] / best,
+                 over["ok_per_s"], 100.0 * over["ok_per_s"] / best, over["fail"],
+                 over["retrans"], over["udp_drops"]))
     if kam:
         kbest, kerr = 0, ""
         for rate in sorted({r for r, _ in kam}):
