@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,21 +32,53 @@ int log_level_parse(const char *name, enum log_level *levelp)
 	return EINVAL;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+static void log_prefix(enum log_level level)
 {
 	struct timespec ts;
 	struct tm tm;
 	char when[32];
-	va_list ap;
 
-	if (level > log_level_cur)
-		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	fprintf(stderr, "%s.%03ldZ %s: ", when, ts.tv_nsec / 1000000, log_names[level]);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > log_level_cur)
+		return;
+	log_prefix(level);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+void log_limited(struct log_limit *ll, enum log_level level, const char *fmt, ...)
+{
+	struct timespec ts;
+	int64_t now;
+	va_list ap;
+
+	if (level > log_level_cur)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if (ll->next_ns && now < ll->next_ns) {
+		ll->held++;
+		return;
+	}
+	log_prefix(level);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (ll->held)
+		fprintf(stderr, " (and %" PRIu64 " more like it since the previous one)",
+			ll->held);
+	fputc('\n', stderr);
+	ll->held = 0;
+	ll->next_ns = now + (int64_t)LOG_LIMIT_INTERVAL_S * 1000000000;
 }

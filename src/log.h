@@ -2,6 +2,8 @@
 #ifndef SIPREG_LOG_H
 #define SIPREG_LOG_H
 
+#include <stdint.h>
+
 enum log_level { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
@@ -9,6 +11,18 @@ enum log_level log_get_level(void);
 /* "error", "warn", "info", "debug" -> level; returns 0 or EINVAL. */
 int log_level_parse(const char *name, enum log_level *levelp);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A line that would repeat at request rate (a backend outage, overload) is written at
+ * most once per LOG_LIMIT_INTERVAL_S per call site; the next one written says how many
+ * were held back, so the log shows the event and its size without flooding. One zeroed
+ * struct log_limit per call site. */
+#define LOG_LIMIT_INTERVAL_S 10
+struct log_limit {
+	int64_t next_ns; /* CLOCK_MONOTONIC: the first moment the next line may be written */
+	uint64_t held;	 /* lines held back since the last one written */
+};
+void log_limited(struct log_limit *ll, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -53,6 +53,8 @@ struct server {
 	struct location_op *sweep_op;
 	struct reg_pending *spare[PENDING_SPARE_MAX];
 	size_t n_spare, spare_keep;
+	/* The 503 paths run at request rate when they run at all. */
+	struct log_limit lim_store, lim_start, lim_lookup, lim_pending, lim_tsx;
 };
 
 struct reg_pending {
@@ -192,8 +194,9 @@ static void register_applied(int err, enum reg_outcome outcome, const struct bin
 
 	p->op = NULL;
 	if (err) {
-		log_warn("location: storing a REGISTER for %.*s failed (%s): 503",
-			 (int)p->d.req.aor.len, p->d.req.aor.p, strerror(err));
+		log_limited(&p->srv->lim_store, LOG_WARN,
+			    "location: storing a REGISTER for %.*s failed (%s): 503",
+			    (int)p->d.req.aor.len, p->d.req.aor.p, strerror(err));
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
 		return;
 	}
@@ -210,6 +213,14 @@ static void register_fetched(int err, const struct binding_set *set, void *arg)
 	register_applied(err, REG_OK, set, arg);
 }
 
+/* A backend call could not start (no connection up, its queue full): 503 at once. */
+static void pending_refused(struct reg_pending *p, int err)
+{
+	log_limited(&p->srv->lim_start, LOG_WARN, "location: cannot start a request (%s): 503",
+		    strerror(err));
+	pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+}
+
 static void register_store(struct reg_pending *p)
 {
 	struct server *srv = p->srv;
@@ -219,10 +230,8 @@ static void register_store(struct reg_pending *p)
 		err = location_fetch(srv->loc, &p->d.req.aor, p->now, register_fetched, p, &p->op);
 	else
 		err = location_apply(srv->loc, &p->d.req, register_applied, p, &p->op);
-	if (err) {
-		log_warn("location: cannot start a request (%s): 503", strerror(err));
-		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
-	}
+	if (err)
+		pending_refused(p, err);
 }
 
 /* The credentials answered a challenge for user u: decide 200-path, 401 or 403. */
@@ -278,7 +287,8 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 
 	p->op = NULL;
 	if (err) {
-		log_warn("directory: lookup failed (%s): 503", strerror(err));
+		log_limited(&srv->lim_lookup, LOG_WARN, "directory: lookup failed (%s): 503",
+			    strerror(err));
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
 		return;
 	}
@@ -341,16 +351,21 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 	rv = directory_find_user(srv->dir, &auth_user, &p->d.domain, register_auth_user, p,
 				 &p->op);
 	if (rv)
-		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+		pending_refused(p, rv);
 }
 
-static bool server_overloaded(const struct server *srv)
+static bool server_overloaded(struct server *srv)
 {
 	size_t pending = location_pending(srv->loc);
 
 	if (srv->dir != srv->loc)
 		pending += location_pending(srv->dir);
-	return pending >= srv->cfg->limits.max_pending;
+	if (pending < srv->cfg->limits.max_pending)
+		return false;
+	log_limited(&srv->lim_pending, LOG_WARN,
+		    "overloaded: %zu backend operations in flight (limits.max_pending): 503",
+		    pending);
+	return true;
 }
 
 /* REGISTER: the pure checks first, so refusals and bans cost no backend call. Takes m. */
@@ -380,6 +395,9 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 
 	err = tsx_create(srv->tsx, m, flow, &p->tsx);
 	if (err == EBUSY) {
+		log_limited(&srv->lim_tsx, LOG_WARN,
+			    "overloaded: %u transactions live (limits.max_transactions): 503",
+			    srv->cfg->limits.max_transactions);
 		server_reply_stateless(srv, m, flow, 503, "Service Unavailable",
 				       RETRY_AFTER_OVERLOAD);
 		pending_free(p);
@@ -412,7 +430,7 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 	p->d.req.instance_id = sip_str_c(srv->cfg->instance_id);
 	err = directory_find_user(srv->dir, &p->d.user, &p->d.domain, register_user, p, &p->op);
 	if (err)
-		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+		pending_refused(p, err);
 }
 
 /* Methods other than REGISTER end here, in their own transaction. */

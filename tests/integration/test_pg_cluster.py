@@ -196,6 +196,13 @@ def test_postgresql_restart_under_load_gives_503_then_recovers():
         missing = [(c, cs) for _, c, cs, s, _ in results if s == 200 and table.get(c, -1) < cs]
         check_eq(missing, [], "acknowledged but not stored")
         check(sum(1 for r in results if r[3] == 200) >= 20, "enough successes around it")
+        # The outage is in the log, once per 10 s per cause, not once per request.
+        refusals = [l for l in a.log_text().splitlines()
+                    if "cannot start a request" in l or "lookup failed" in l
+                    or "storing a REGISTER" in l]
+        check(refusals, "the outage is logged")
+        check(len(refusals) <= 6, "%d refusal lines for %d refused requests:\n%s"
+              % (len(refusals), len(during), "\n".join(refusals)))
 
 
 run_tests()
