@@ -785,14 +785,17 @@ static int cfg_limits(struct cfg_parse *p, yaml_node_t *node)
 				{.name = "tcp_idle_timeout"},
 				{.name = "max_transactions"},
 				{.name = "max_pending"},
-				{.name = "max_queue_delay_ms"}};
+				{.name = "max_queue_delay_ms"},
+				{.name = "max_backend_delay_ms"}};
 	struct limits_conf *lc = &p->cfg->limits;
 	uint32_t *v[] = {&lc->max_message_size, &lc->max_tcp_connections, &lc->tcp_idle_timeout,
-			 &lc->max_transactions, &lc->max_pending, &lc->max_queue_delay_ms};
+			 &lc->max_transactions, &lc->max_pending, &lc->max_queue_delay_ms,
+			 &lc->max_backend_delay_ms};
 	/* A REGISTER with a few headers needs some hundred bytes; below that nothing works. */
-	const uint32_t min[] = {512, 1, 1, 1, 1, 0};
+	const uint32_t min[] = {512, 1, 1, 1, 1, 0, 0};
 	/* Past 64*T1 every client has given the transaction up: shedding later is not shedding. */
-	const uint32_t max[] = {UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, 32000};
+	const uint32_t max[] = {UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, 32000,
+				32000};
 	char path[CONFIG_PATH_MAX];
 	int err;
 
@@ -1119,6 +1122,7 @@ static int cfg_defaults(struct config *cfg)
 	    .max_transactions = 2000000,
 	    .max_pending = 10000,
 	    .max_queue_delay_ms = 250,
+	    .max_backend_delay_ms = 1000,
 	};
 	cfg->log_level = LOG_INFO;
 	cfg->directory.backend = strdup("memory");

@@ -56,6 +56,7 @@ struct limits_conf {
 	uint32_t max_transactions;    /* live server transactions, default 2000000 */
 	uint32_t max_pending;         /* backend operations in flight, default 10000 */
 	uint32_t max_queue_delay_ms;  /* UDP requests older than this are shed; 0: never */
+	uint32_t max_backend_delay_ms; /* 503 while the oldest backend call is older; 0: never */
 };
 
 struct config {

@@ -5,16 +5,29 @@
  * location_op holding the caller's callback, hands the backend a trampoline with the op as
  * its argument and gives the op to the caller. location_op_cancel() only marks the op; when
  * the backend completes it later, the trampoline frees it without calling the caller. The
- * ops in flight sit on a list so location_pending() can count them and location_close()
- * can reclaim any a misbehaving backend failed to complete. Deferral ("never before the
- * call returns") is each backend's job; this file adds none. */
+ * ops in flight sit on a list, oldest at the tail, so location_pending() can count them,
+ * location_delay_ms() can age the oldest, and location_close() can reclaim any a
+ * misbehaving backend failed to complete. Deferral ("never before the call returns") is
+ * each backend's job; this file adds none.
+ *
+ * location_delay_ms() is the backend's standing delay, as CoDel measures a queue: the
+ * shortest time an apply or fetch took among those completed in the last full window.
+ * One slow op (a connection's hiccup) does not move a minimum; a queue that every op has
+ * to wait through does. Directory lookups are left out of the minimum, since a backend
+ * answers most from a cache without touching its queue. While no apply or fetch completes
+ * for a whole window the oldest request op's age stands in, so a stalled backend shows
+ * too. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "sipreg/location_backend.h"
+
+#define LOCATION_WINDOW_NS (100 * INT64_C(1000000))
+#define LOCATION_NO_SAMPLE UINT32_MAX
 
 static const struct location_backend *const location_backends[] = {
     &location_backend_memory,
@@ -35,8 +48,12 @@ static const char *const location_names[] = {
 struct location {
 	const struct location_backend *ops;
 	void *be;
-	struct location_op *head; /* ops in flight, newest first */
+	struct location_op *head, *tail; /* ops in flight, newest first */
 	size_t n_pending;
+	/* Request-op latency minimum per LOCATION_WINDOW_NS window: the current window's
+	 * (win_min, UINT32_MAX while none completed) and the last full one's (last_min). */
+	int64_t win_start_ns;
+	uint32_t win_min_ms, last_min_ms;
 	bool closing; /* new calls are refused while close() drains */
 };
 
@@ -45,6 +62,9 @@ struct location_op {
 	struct location *loc;
 	union location_cb cb;
 	void *arg;
+	int64_t started_ns; /* CLOCK_MONOTONIC */
+	bool background;    /* sweep, listing: not a request's wait, not in the delay */
+	bool sampled;	    /* apply, fetch: its time counts toward the window minimum */
 	bool cancelled;
 	bool submitting; /* inside the backend call that started it */
 	bool completed;	 /* completed while submitting: the starter frees it */
@@ -82,6 +102,7 @@ int location_open(struct location **locp, const struct location_conf *conf,
 	if (!loc)
 		return ENOMEM;
 	loc->ops = ops;
+	loc->win_min_ms = loc->last_min_ms = LOCATION_NO_SAMPLE;
 	err = ops->open(&loc->be, conf, base);
 	if (err) {
 		free(loc);
@@ -101,6 +122,8 @@ static void op_unlink(struct location_op *op)
 		loc->head = op->next;
 	if (op->next)
 		op->next->prev = op->prev;
+	else
+		loc->tail = op->prev;
 	op->prev = op->next = NULL;
 	loc->n_pending--;
 }
@@ -128,6 +151,14 @@ void location_close(struct location **locp)
 	*locp = NULL;
 }
 
+static int64_t location_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Allocate an op for a call; NULL when closing (*errp = ECANCELED) or out of memory. */
 static struct location_op *op_new(struct location *loc, void *arg, int *errp)
 {
@@ -145,9 +176,12 @@ static struct location_op *op_new(struct location *loc, void *arg, int *errp)
 	op->loc = loc;
 	op->arg = arg;
 	op->submitting = true;
+	op->started_ns = location_now_ns();
 	op->next = loc->head;
 	if (loc->head)
 		loc->head->prev = op;
+	else
+		loc->tail = op;
 	loc->head = op;
 	loc->n_pending++;
 	return op;
@@ -188,10 +222,32 @@ static int op_started(struct location_op *op, int err, struct location_op **opp)
 	return err;
 }
 
+/* Close the current window if now is past it; a gap of more than one window leaves no
+ * sample for the last one. */
+static void delay_roll(struct location *loc, int64_t now)
+{
+	if (now - loc->win_start_ns < LOCATION_WINDOW_NS)
+		return;
+	loc->last_min_ms = now - loc->win_start_ns < 2 * LOCATION_WINDOW_NS ? loc->win_min_ms
+									    : LOCATION_NO_SAMPLE;
+	loc->win_min_ms = LOCATION_NO_SAMPLE;
+	loc->win_start_ns = now;
+}
+
 /* Take op off the pending list; true when the caller is still to be called. The op is
  * freed by op_done() after the callback, so a callback may cancel its own op. */
 static bool op_finish(struct location_op *op)
 {
+	struct location *loc = op->loc;
+
+	if (op->sampled) {
+		int64_t now = location_now_ns();
+		int64_t ms = (now - op->started_ns) / 1000000;
+
+		delay_roll(loc, now);
+		if (ms < loc->win_min_ms)
+			loc->win_min_ms = (uint32_t)ms;
+	}
 	op_unlink(op);
 	return !op->cancelled;
 }
@@ -264,6 +320,7 @@ int location_apply(struct location *loc, const struct reg_request *req, location
 	if (err)
 		return err;
 	op->cb.apply = cb;
+	op->sampled = true;
 	return op_started(op, loc->ops->apply(loc->be, req, apply_done, op), opp);
 }
 
@@ -276,6 +333,7 @@ int location_fetch(struct location *loc, const struct sip_str *aor, int64_t now,
 	if (err)
 		return err;
 	op->cb.fetch = cb;
+	op->sampled = true;
 	return op_started(op, loc->ops->fetch(loc->be, aor, now, fetch_done, op), opp);
 }
 
@@ -288,6 +346,7 @@ int location_sweep(struct location *loc, int64_t now, location_sweep_h *cb, void
 	if (err)
 		return err;
 	op->cb.sweep = cb;
+	op->background = true;
 	return op_started(op, loc->ops->sweep(loc->be, now, sweep_done, op), opp);
 }
 
@@ -300,6 +359,7 @@ int location_iterate(struct location *loc, int64_t now, location_iter_h *cb, voi
 	if (err)
 		return err;
 	op->cb.iterate = cb;
+	op->background = true;
 	return op_started(op, loc->ops->iterate(loc->be, now, iterate_step, op), opp);
 }
 
@@ -329,4 +389,24 @@ void location_op_cancel(struct location_op **opp)
 size_t location_pending(const struct location *loc)
 {
 	return loc ? loc->n_pending : 0;
+}
+
+uint32_t location_delay_ms(struct location *loc)
+{
+	const struct location_op *op;
+	int64_t now, age;
+
+	if (!loc)
+		return 0;
+	now = location_now_ns();
+	delay_roll(loc, now);
+	if (loc->last_min_ms != LOCATION_NO_SAMPLE)
+		return loc->last_min_ms;
+	/* Background ops are one sweep and the odd listing: the walk stays short. */
+	for (op = loc->tail; op && op->background; op = op->prev)
+		;
+	if (!op)
+		return 0;
+	age = (now - op->started_ns) / 1000000;
+	return age >= LOCATION_NO_SAMPLE ? LOCATION_NO_SAMPLE - 1 : (uint32_t)age;
 }

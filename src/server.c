@@ -54,7 +54,7 @@ struct server {
 	struct reg_pending *spare[PENDING_SPARE_MAX];
 	size_t n_spare, spare_keep;
 	/* The 503 paths run at request rate when they run at all. */
-	struct log_limit lim_store, lim_start, lim_lookup, lim_pending, lim_tsx;
+	struct log_limit lim_store, lim_start, lim_lookup, lim_pending, lim_delay, lim_tsx;
 };
 
 struct reg_pending {
@@ -354,17 +354,48 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 		pending_refused(p, rv);
 }
 
-static bool server_overloaded(struct server *srv)
+/* DESIGN: admission to the backend. Two bounds: the calls in flight (limits.max_pending)
+ * and how long the oldest of them has waited (limits.max_backend_delay_ms). A count
+ * cannot tell a fast backend with a deep pipeline from a stalled one; the wait can. Past
+ * either, a REGISTER gets 503 + Retry-After before any backend call: its client stops
+ * retransmitting and comes back later, instead of waiting in a queue it would time out
+ * in while its retransmissions eat the CPU the backend needs. New work goes first: a
+ * REGISTER that will be challenged (auth on, no Authorization) is refused at half the
+ * wait, so what capacity is left serves the authenticated retries of registrations that
+ * already cost a 401, rather than starting more of them. */
+static bool server_overloaded(struct server *srv, const struct sipmsg *m)
 {
+	const struct limits_conf *lim = &srv->cfg->limits;
 	size_t pending = location_pending(srv->loc);
+	uint32_t delay = location_delay_ms(srv->loc);
+	uint32_t bound = lim->max_backend_delay_ms;
+	struct sip_str authz;
+	size_t pos = 0;
+	bool fresh;
 
-	if (srv->dir != srv->loc)
+	if (srv->dir != srv->loc) {
+		uint32_t d = location_delay_ms(srv->dir);
+
 		pending += location_pending(srv->dir);
-	if (pending < srv->cfg->limits.max_pending)
+		delay = d > delay ? d : delay;
+	}
+	if (pending >= lim->max_pending) {
+		log_limited(&srv->lim_pending, LOG_WARN,
+			    "overloaded: %zu backend operations in flight (limits.max_pending): "
+			    "503",
+			    pending);
+		return true;
+	}
+	if (!bound)
 		return false;
-	log_limited(&srv->lim_pending, LOG_WARN,
-		    "overloaded: %zu backend operations in flight (limits.max_pending): 503",
-		    pending);
+	fresh = srv->cfg->auth.enabled &&
+		!sipmsg_hdr_next(m, SIPMSG_HDR_AUTHORIZATION, &pos, &authz);
+	if (delay < (fresh ? bound / 2 : bound))
+		return false;
+	log_limited(&srv->lim_delay, LOG_WARN,
+		    "overloaded: the backend's oldest call has waited %u ms "
+		    "(limits.max_backend_delay_ms %u): 503 to %s REGISTERs",
+		    delay, bound, delay < bound ? "new" : "all");
 	return true;
 }
 
@@ -423,7 +454,7 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 		pending_reply(p, 403, "Forbidden", 0);
 		return;
 	}
-	if (server_overloaded(srv)) {
+	if (server_overloaded(srv, m)) {
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_OVERLOAD);
 		return;
 	}

@@ -168,5 +168,10 @@ void location_op_cancel(struct location_op **opp);
 
 /* Number of operations started and not yet completed (for overload control). */
 size_t location_pending(const struct location *loc);
+/* The backend's standing delay in milliseconds (overload control): the shortest time an
+ * apply or fetch took among those that completed in the last 100 ms window; when none
+ * did, how long the oldest request operation (find, fetch, apply; not sweeps or
+ * listings) still in flight has waited; 0 when none is. */
+uint32_t location_delay_ms(struct location *loc);
 
 #endif

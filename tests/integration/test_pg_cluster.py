@@ -23,17 +23,7 @@ def provisioned_cluster():
     """A throwaway PostgreSQL with the schema and USERS (auth off: this is about storage)."""
     if not SIPREGCTL:
         raise SkipTest("SIPREGCTL not set")
-    pg = pg_harness.PgCluster()
-    pg.setup()
-    try:
-        pg_harness.sipregctl(SIPREGCTL, pg.conninfo, "db", "migrate")
-        for u in USERS:
-            pg_harness.sipregctl(SIPREGCTL, pg.conninfo, "user", "add",
-                                 "%s@%s" % (u, DEFAULT_DOMAIN), "--auth-off")
-    except BaseException:
-        pg.teardown()
-        raise
-    return pg
+    return pg_harness.provisioned(SIPREGCTL, USERS, DEFAULT_DOMAIN)
 
 
 def pg_daemon(pg, name, timeout_ms=1000, max_contacts=10):

@@ -13,8 +13,10 @@ starts a cluster, creates database `sipreg`, optionally applies the migrations w
 cluster down and exits with CMD's status. PostgreSQL refuses to run as root, so as root the
 server runs as the `postgres` user (runuser) in a directory that user owns."""
 
+import contextlib
 import os
 import shutil
+import select
 import signal
 import subprocess
 import sys
@@ -152,6 +154,35 @@ class PgCluster:
             raise RuntimeError("psql failed: %s\n%s" % (sql[:200], r.stderr.decode(errors="replace")))
         return r.stdout.decode() if check else r
 
+    @contextlib.contextmanager
+    def holding(self, sql, timeout=10.0):
+        """Run sql inside an open transaction of a psql session and keep it open for the
+        with-block (a lock held, the database stalled for whoever needs it); ROLLBACK at the
+        end. Bounded: the session must confirm within timeout."""
+        p = subprocess.Popen(
+            [os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+             "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", self.dbname],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            p.stdin.write(("BEGIN;\n%s;\nSELECT 'held';\n" % sql).encode())
+            p.stdin.flush()
+            ready, _, _ = select.select([p.stdout], [], [], timeout)
+            line = p.stdout.readline().decode(errors="replace") if ready else ""
+            if line.strip() != "held":
+                raise RuntimeError("psql session did not hold %r: %r" % (sql, line))
+            yield
+        finally:
+            try:
+                p.stdin.write(b"ROLLBACK;\n\\q\n")
+                p.stdin.close()
+            except OSError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
     def log_tail(self, n=40):
         try:
             with open(self.log_path, "rb") as f:
@@ -180,6 +211,22 @@ def sipregctl(ctl, conninfo, *args, check=True):
     if check and r.returncode != 0:
         raise RuntimeError("sipregctl %s failed: %s" % (" ".join(args), r.stderr))
     return r
+
+
+def provisioned(ctl, users, domain, passwords=False):
+    """A throwaway PostgreSQL (set up, caller tears down) with the schema migrated by
+    sipregctl and users user@domain: password "pw-<user>" with passwords, else auth off."""
+    pg = PgCluster()
+    pg.setup()
+    try:
+        sipregctl(ctl, pg.conninfo, "db", "migrate")
+        for u in users:
+            extra = ["--password", "pw-" + u] if passwords else ["--auth-off"]
+            sipregctl(ctl, pg.conninfo, "user", "add", "%s@%s" % (u, domain), *extra)
+    except BaseException:
+        pg.teardown()
+        raise
+    return pg
 
 
 def main(argv):

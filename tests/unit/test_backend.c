@@ -963,6 +963,32 @@ static void test_pending_counts_operations_in_flight(void)
 	result_clear(&r[1]);
 }
 
+/* The standing delay: small while the backend keeps up; the oldest call's wait once
+ * nothing has completed for two windows (the loop not running stands for a stalled
+ * backend: nothing can complete). */
+static void test_delay_follows_the_backend(void)
+{
+	char buf[128];
+	struct sip_str aor = test_aor(buf, sizeof(buf), "delay");
+	struct result r[4] = {0};
+	struct timespec pause = {.tv_nsec = 250 * 1000000};
+
+	CHECK(loop_until(no_pending, &loc));
+	for (size_t i = 0; i < 3; i++) {
+		CHECK_INT(location_fetch(loc, &aor, t_now, on_fetch, &r[i], NULL), 0);
+		CHECK(loop_until(no_pending, &loc));
+	}
+	CHECK(location_delay_ms(loc) < 100);
+	CHECK_INT(location_fetch(loc, &aor, t_now, on_fetch, &r[3], NULL), 0);
+	nanosleep(&pause, NULL);
+	CHECK(location_delay_ms(loc) >= 250);
+	CHECK(location_delay_ms(loc) < 5000);
+	CHECK(loop_until(no_pending, &loc));
+	CHECK(r[3].done);
+	for (size_t i = 0; i < 4; i++)
+		result_clear(&r[i]);
+}
+
 static void test_op_cancel_prevents_the_callback(void)
 {
 	char buf[128];
@@ -1294,6 +1320,7 @@ int main(int argc, char **argv)
 	RUN(test_binding_fields_round_trip);
 	RUN(test_callback_never_runs_before_the_call_returns);
 	RUN(test_pending_counts_operations_in_flight);
+	RUN(test_delay_follows_the_backend);
 	RUN(test_op_cancel_prevents_the_callback);
 	RUN(test_close_completes_pending_ops_with_ecanceled);
 	RUN(test_close_from_a_callback_cancels_the_rest);
