@@ -50,7 +50,10 @@
 #define PG_DEFAULT_TIMEOUT_MS 2000u
 #define PG_BATCH_MAX	      64u  /* ops sent as one transaction */
 #define PG_SYNCS_INFLIGHT     2u   /* transactions in flight per connection (pipelined) */
-#define PG_QUEUE_PER_CONN     256u /* waiting ops allowed per pooled connection */
+/* Waiting ops allowed per pooled connection: with the default pool, room for a healthy
+ * server's pauses (a checkpoint's fsyncs, an autovacuum pass) of about a second at the
+ * rates one sipregd reaches; timeout_ms and limits.max_pending bound the rest. */
+#define PG_QUEUE_PER_CONN     2048u
 #define PG_BACKOFF_MIN_MS     100u
 #define PG_BACKOFF_MAX_MS     5000u
 #define PG_CACHE_TTL_S	      10
@@ -222,6 +225,9 @@ struct pg_conn {
 	unsigned setup_left; /* PG_SETUP ops still to complete */
 	bool want_write;
 	bool logged_down; /* say "cannot connect" once per outage */
+	/* CLOCK_MONOTONIC: when the server last sent anything, or was handed work while
+	 * idle. A connection is dead when this grows old, not when one op does. */
+	int64_t progress_ns;
 };
 
 /* A directory answer kept for PG_CACHE_TTL_S; shared with deferred callbacks by refcount. */
@@ -738,13 +744,25 @@ static struct pg_op *op_new(struct pg_be *be, enum pg_kind kind, void *arg)
 	return op;
 }
 
-static void op_arm(struct pg_op *op)
+static int64_t pg_now_ns(void)
 {
-	struct timeval tv = {.tv_sec = op->be->timeout_ms / 1000,
-			     .tv_usec = (op->be->timeout_ms % 1000) * 1000};
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void op_arm_ms(struct pg_op *op, unsigned ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
 	if (evtimer_add(&op->timer, &tv) == 0)
 		op->timer_on = true;
+}
+
+static void op_arm(struct pg_op *op)
+{
+	op_arm_ms(op, op->be->timeout_ms);
 }
 
 /* Deliver the op's answer to its caller (or to the backend for internal ops) and free it. */
@@ -907,6 +925,8 @@ static int conn_send(struct pg_conn *c, struct pg_op *op, bool sync)
 		log_warn("pg[%u]: send failed: %s", c->idx, PQerrorMessage(c->pc));
 		return EIO;
 	}
+	if (!c->head && !c->whead)
+		c->progress_ns = pg_now_ns();
 	op->conn = c;
 	op->next = NULL;
 	op->sync_after = sync;
@@ -1104,7 +1124,11 @@ static int op_resubmit(struct pg_be *be, struct pg_op *op)
 	return 0;
 }
 
-/* The op's timer: a waiting op fails alone; a sent one takes its connection down. */
+/* The op's timer: a waiting op fails alone. A sent one takes its connection down only
+ * when the connection itself has been silent for timeout_ms: the op may have spent most
+ * of its time in the queue, and a server that keeps answering is busy, not dead. Resetting
+ * a busy connection would throw away the work in flight and add a reconnect to the load
+ * that made it slow. */
 static void op_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct pg_op *op = arg;
@@ -1115,9 +1139,15 @@ static void op_timeout(evutil_socket_t fd, short what, void *arg)
 	op->timer_on = false;
 	be_enter(be);
 	if (op->conn) {
-		log_warn("pg[%u]: no answer within %u ms, resetting the connection",
-			 op->conn->idx, be->timeout_ms);
-		conn_fail(op->conn, ETIMEDOUT);
+		int64_t silent_ms = (pg_now_ns() - op->conn->progress_ns) / 1000000;
+
+		if (silent_ms < be->timeout_ms) {
+			op_arm_ms(op, be->timeout_ms - (unsigned)silent_ms);
+		} else {
+			log_warn("pg[%u]: no answer within %u ms, resetting the connection",
+				 op->conn->idx, be->timeout_ms);
+			conn_fail(op->conn, ETIMEDOUT);
+		}
 	} else {
 		queue_unlink(be, op);
 		op->err = ETIMEDOUT;
@@ -1385,6 +1415,7 @@ static void conn_read(struct pg_conn *c)
 		conn_fail(c, ECONNRESET);
 		return;
 	}
+	c->progress_ns = pg_now_ns();
 	while ((nf = PQnotifies(c->pc))) {
 		if (!flushed)
 			cache_flush(be);
