@@ -172,18 +172,23 @@ class CpuLimit:
 class Sipregd:
     """One sipregd process for one step, stopped by its pid (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, binary, cfg_path, log_path, port, cpu_limit=None):
+    def __init__(self, binary, cfg_path, log_path, port, cpu_limit=None, nice=0):
         self.binary, self.cfg_path, self.log_path, self.port = binary, cfg_path, log_path, port
-        self.cpu_limit = cpu_limit
+        self.cpu_limit, self.nice = cpu_limit, nice
         self.proc = None
+
+    def _preexec(self):
+        if self.cpu_limit:
+            self.cpu_limit.join()
+        if self.nice:
+            os.nice(self.nice)
 
     def start(self):
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([self.binary, "-c", self.cfg_path],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL,
-                                     preexec_fn=self.cpu_limit.join if self.cpu_limit
-                                     else None)
+                                     preexec_fn=self._preexec)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -521,6 +526,9 @@ def parse_args():
     ap.add_argument("--cpu-limit", type=int, default=0, metavar="PCT",
                     help="cap sipregd at PCT %% of one core (cgroup), so one sipp can "
                     "overload it")
+    ap.add_argument("--nice", type=int, default=0, metavar="N",
+                    help="run sipregd at this nice value (-20..19; below 0 needs root): "
+                    "its CPU weight against PostgreSQL and sipp on a shared machine")
     ap.add_argument("--overload", action="store_true",
                     help="after the ladder, offer twice the highest clean rate and report "
                     "the goodput as a share of the clean rate")
@@ -541,6 +549,8 @@ def parse_args():
         die("--dur: 1..%d seconds" % MAX_DUR)
     if not 1 <= a.repeat <= 5:
         die("--repeat: 1..5")
+    if not -20 <= a.nice <= 19:
+        die("--nice: -20..19")
     if a.cpu_limit and not 5 <= a.cpu_limit <= 200:
         die("--cpu-limit: 5..200 (% of one core)")
     if not 1 <= a.users <= MAX_USERS:
@@ -608,8 +618,16 @@ def bench_lock():
     return f
 
 
+def on_term(signum, frame):
+    # SIGTERM/SIGHUP unwind like Ctrl-C: the finally blocks stop sipregd, the throwaway
+    # PostgreSQL and the cgroup instead of leaving them behind.
+    raise KeyboardInterrupt
+
+
 def main():
     a = parse_args()
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     lock = bench_lock()  # noqa: F841  (held until exit)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = os.path.abspath(a.out or os.path.join("/tmp/sipreg-bench", stamp))
@@ -651,7 +669,7 @@ def main():
                      a.config)
         if pg:
             pg.empty_location()
-        d = Sipregd(binary, cfg, os.path.join(step, "sipregd.log"), port, limit)
+        d = Sipregd(binary, cfg, os.path.join(step, "sipregd.log"), port, limit, a.nice)
         try:
             d.start()
             t0, c0, drops0 = time.monotonic(), d.cpu_ticks(), udp_drops(port)
@@ -671,7 +689,7 @@ def main():
         r.update(cpu_pct=100.0 * cpu / wall, runq_pct=100.0 * runq / wall, rss_kb=rss,
                  hwm_kb=hwm, udp_drops=drops, sipp_cpu_pct=100.0 * sipp_cpu / wall,
                  pg_cpu_pct=100.0 * pg_cpu / wall, sipp_rc=rc, transport=a.transport,
-                 mode=mode, backend=a.backend, cpu_limit=a.cpu_limit)
+                 mode=mode, backend=a.backend, cpu_limit=a.cpu_limit, nice=a.nice)
         print_row(row_cells(r), widths)
         with open(os.path.join(out, "results.tsv"), "a") as f:
             f.write("\t".join("%s=%s" % (k, v) for k, v in r.items()) + "\n")
