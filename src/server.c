@@ -516,11 +516,19 @@ static void server_on_message(const char *buf, size_t len, const struct net_flow
 {
 	struct server *srv = arg;
 	struct sipmsg *m = NULL;
+	struct sipmsg_tsx_id id;
 	const char *reason = NULL;
 	struct tsx *t;
 	int status = 0;
 	int err;
 
+	/* A retransmission meets its transaction before any parse: under overload,
+	 * retransmissions are most of what arrives, and a full parse of each would spend
+	 * the CPU that new requests need. */
+	if (sipmsg_peek_tsx_id(buf, len, &id) && (t = tsx_lookup_id(srv->tsx, &id))) {
+		tsx_retransmission(t);
+		return;
+	}
 	err = sipmsg_parse(&m, buf, len, &status, &reason);
 	if (err == EBADMSG) {
 		log_debug("bad message from %s:%u: %d %s", flow->src.ip, flow->src.port, status,

@@ -115,6 +115,23 @@ enum sip_method sipmsg_method_from(const char *name, size_t len);
 size_t sipmsg_header_values(const struct sipmsg *m, const char *name, const char *compact,
 			    bool split_commas, struct sip_str *out, size_t max);
 
+/* What matches a request to its server transaction (RFC 3261 §17.2.3), read straight from
+ * the bytes; the strings point into them. */
+struct sipmsg_tsx_id {
+	struct sip_str method; /* as in the request line */
+	struct sip_str branch; /* top Via branch, with the magic cookie */
+	struct sip_str host;   /* top Via sent-by host, brackets stripped */
+	uint16_t port;	       /* 0 = absent */
+};
+
+/* Read the transaction id of a request from its raw bytes without parsing the message,
+ * so a retransmission can meet its transaction at a fraction of a full parse. Only the
+ * plain shapes are read: a request line, then a top Via in its usual form (no folding,
+ * quoting or spaces inside its parameters) whose branch carries the magic cookie.
+ * Returns true with *id filled, or false for anything else (a response, ACK, an RFC 2543
+ * branch, an unusual Via): the caller parses the message in full, which decides. */
+bool sipmsg_peek_tsx_id(const char *buf, size_t len, struct sipmsg_tsx_id *id);
+
 /* Iterates over the raw values of header id in message order (the whole value of each
  * header line, trimmed, not split at commas). *pos starts at 0. Returns false at the end. */
 bool sipmsg_hdr_next(const struct sipmsg *m, enum sipmsg_hdr id, size_t *pos,

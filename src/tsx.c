@@ -148,39 +148,52 @@ static struct sip_str request_uri(const struct sipmsg *m)
 	return (struct sip_str){.p = u, .len = (size_t)(p - u)};
 }
 
-/* Build the match key of req into tab->kbuf[0..klen): §17.2.3 when the branch carries
- * the magic cookie, else the RFC 2543 fallback. */
-static int key_build(struct tsx_table *tab, const struct sipmsg *m)
+/* The §17.2.3 key: branch + sent-by + method; the host compares case-insensitively. */
+static int key_build_3261(struct tsx_table *tab, const struct sipmsg_tsx_id *id)
 {
-	uint8_t port[2] = {(uint8_t)(m->via_port >> 8), (uint8_t)m->via_port};
+	uint8_t port[2] = {(uint8_t)(id->port >> 8), (uint8_t)id->port};
 	int err = 0;
 
 	tab->klen = 0;
 	if (key_reserve(tab, 1) != 0)
 		return ENOMEM;
-	if (m->branch_rfc3261) {
-		/* branch + sent-by + method; the host compares case-insensitively. */
-		tab->kbuf[tab->klen++] = '3';
-		err |= key_add_str(tab, &m->branch);
-		err |= key_add(tab, m->via_host.p, m->via_host.len, true);
-		err |= key_add(tab, port, sizeof(port), false);
-		err |= key_add_str(tab, &m->method_name);
-	} else {
-		struct sip_str uri = request_uri(m), via = SIP_STR_NULL;
-		uint8_t cseq[4] = {(uint8_t)(m->cseq >> 24), (uint8_t)(m->cseq >> 16),
-				   (uint8_t)(m->cseq >> 8), (uint8_t)m->cseq};
+	tab->kbuf[tab->klen++] = '3';
+	err |= key_add_str(tab, &id->branch);
+	err |= key_add(tab, id->host.p, id->host.len, true);
+	err |= key_add(tab, port, sizeof(port), false);
+	err |= key_add_str(tab, &id->method);
+	return err ? ENOMEM : 0;
+}
 
-		/* Request-URI, To tag, From tag, Call-ID, CSeq, top Via. */
-		sipmsg_hdr_values(m, SIPMSG_HDR_VIA, true, &via, 1);
-		tab->kbuf[tab->klen++] = '2';
-		err |= key_add_str(tab, &uri);
-		err |= key_add_str(tab, &m->to_tag);
-		err |= key_add_str(tab, &m->from_tag);
-		err |= key_add_str(tab, &m->call_id);
-		err |= key_add(tab, cseq, sizeof(cseq), false);
-		err |= key_add_str(tab, &m->method_name);
-		err |= key_add_str(tab, &via);
+/* Build the match key of req into tab->kbuf[0..klen): §17.2.3 when the branch carries
+ * the magic cookie, else the RFC 2543 fallback. */
+static int key_build(struct tsx_table *tab, const struct sipmsg *m)
+{
+	struct sip_str uri, via = SIP_STR_NULL;
+	uint8_t cseq[4] = {(uint8_t)(m->cseq >> 24), (uint8_t)(m->cseq >> 16),
+			   (uint8_t)(m->cseq >> 8), (uint8_t)m->cseq};
+	int err = 0;
+
+	if (m->branch_rfc3261) {
+		struct sipmsg_tsx_id id = {.method = m->method_name, .branch = m->branch,
+					   .host = m->via_host, .port = m->via_port};
+
+		return key_build_3261(tab, &id);
 	}
+	tab->klen = 0;
+	if (key_reserve(tab, 1) != 0)
+		return ENOMEM;
+	/* Request-URI, To tag, From tag, Call-ID, CSeq, top Via. */
+	uri = request_uri(m);
+	sipmsg_hdr_values(m, SIPMSG_HDR_VIA, true, &via, 1);
+	tab->kbuf[tab->klen++] = '2';
+	err |= key_add_str(tab, &uri);
+	err |= key_add_str(tab, &m->to_tag);
+	err |= key_add_str(tab, &m->from_tag);
+	err |= key_add_str(tab, &m->call_id);
+	err |= key_add(tab, cseq, sizeof(cseq), false);
+	err |= key_add_str(tab, &m->method_name);
+	err |= key_add_str(tab, &via);
 	return err ? ENOMEM : 0;
 }
 
@@ -308,16 +321,12 @@ void tsx_table_free(struct tsx_table **tp)
 	*tp = NULL;
 }
 
-struct tsx *tsx_lookup(struct tsx_table *tab, const struct sipmsg *req)
+/* The transaction whose key is the one just built in tab->kbuf. */
+static struct tsx *tsx_find_key(struct tsx_table *tab)
 {
 	struct hmap_node *node;
-	uint64_t h;
+	uint64_t h = hmap_hash(tab->kbuf, tab->klen);
 
-	if (!tab || !req || req->is_response || req->method == SIP_M_ACK)
-		return NULL;
-	if (key_build(tab, req) != 0)
-		return NULL;
-	h = hmap_hash(tab->kbuf, tab->klen);
 	for (node = hmap_first(&tab->map, h); node; node = hmap_next(node, h)) {
 		struct tsx *t = hmap_entry(node, struct tsx, node);
 
@@ -325,6 +334,22 @@ struct tsx *tsx_lookup(struct tsx_table *tab, const struct sipmsg *req)
 			return t;
 	}
 	return NULL;
+}
+
+struct tsx *tsx_lookup(struct tsx_table *tab, const struct sipmsg *req)
+{
+	if (!tab || !req || req->is_response || req->method == SIP_M_ACK)
+		return NULL;
+	if (key_build(tab, req) != 0)
+		return NULL;
+	return tsx_find_key(tab);
+}
+
+struct tsx *tsx_lookup_id(struct tsx_table *tab, const struct sipmsg_tsx_id *id)
+{
+	if (!tab || !id || key_build_3261(tab, id) != 0)
+		return NULL;
+	return tsx_find_key(tab);
 }
 
 int tsx_create(struct tsx_table *tab, const struct sipmsg *req, const struct net_flow *flow,

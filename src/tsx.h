@@ -30,6 +30,8 @@ void tsx_table_free(struct tsx_table **tp);
  * the RFC 2543 key when the branch lacks the magic cookie. NULL when none, and always
  * for ACK (no non-INVITE transaction takes an ACK: the server absorbs it). */
 struct tsx *tsx_lookup(struct tsx_table *tab, const struct sipmsg *req);
+/* The same for an id read from raw bytes (sipmsg_peek_tsx_id), before any parse. */
+struct tsx *tsx_lookup_id(struct tsx_table *tab, const struct sipmsg_tsx_id *id);
 /* Create a transaction for req, arrived on flow. Returns 0, EBUSY (table full: answer 503
  * statelessly), ENOMEM, or EINVAL for an ACK or a response. The table owns *tp. */
 int tsx_create(struct tsx_table *tab, const struct sipmsg *req, const struct net_flow *flow,

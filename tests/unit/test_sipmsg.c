@@ -375,6 +375,73 @@ static void test_via_ipv6_rport_and_received_brackets(void)
 	sipmsg_free(&m);
 }
 
+/* Peeks msg; true when it reads method, branch, host and port as given. */
+static bool peeks_as(const char *msg, const char *method, const char *branch, const char *host,
+		     unsigned port)
+{
+	struct sipmsg_tsx_id id;
+
+	if (!sipmsg_peek_tsx_id(msg, strlen(msg), &id))
+		return false;
+	return id.method.len == strlen(method) && memcmp(id.method.p, method, id.method.len) == 0 &&
+	       id.branch.len == strlen(branch) && memcmp(id.branch.p, branch, id.branch.len) == 0 &&
+	       id.host.len == strlen(host) && memcmp(id.host.p, host, id.host.len) == 0 &&
+	       id.port == port;
+}
+
+static bool peeks(const char *msg)
+{
+	struct sipmsg_tsx_id id;
+
+	return sipmsg_peek_tsx_id(msg, strlen(msg), &id);
+}
+
+#define REST_LINES TO_LINE FROM_LINE CALLID_LINE CSEQ_LINE END_LINES
+
+static void test_peek_tsx_id_reads_the_plain_shapes(void)
+{
+	CHECK(peeks_as(REG_HEAD END_LINES, "REGISTER", "z9hG4bK776asdhds", "192.0.2.1", 5062));
+	CHECK(peeks_as(REG_LINE "Max-Forwards: 70" CRLF
+			       "v: SIP/2.0/TCP Host.Example.COM;rport;branch=z9hG4bKx1;received=1"
+			       ", SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKother" CRLF REST_LINES,
+		       "REGISTER", "z9hG4bKx1", "Host.Example.COM", 0));
+	CHECK(peeks_as("OPTIONS sip:example.com SIP/2.0" CRLF
+		       "VIA: SIP/2.0/UDP [2001:db8::9:1]:5070;BRANCH=z9hG4bKv6" CRLF REST_LINES,
+		       "OPTIONS", "z9hG4bKv6", "2001:db8::9:1", 5070));
+}
+
+static void test_peek_tsx_id_leaves_the_rest_to_the_parse(void)
+{
+	/* responses, ACK, RFC 2543 branches, no Via */
+	CHECK(!peeks("SIP/2.0 200 OK" CRLF VIA_LINE REST_LINES));
+	CHECK(!peeks("ACK sip:example.com SIP/2.0" CRLF VIA_LINE REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;branch=1234" CRLF REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK" CRLF REST_LINES));
+	CHECK(!peeks(REG_LINE MF_LINE REST_LINES));
+	/* unusual shapes: LWS in the protocol or parameters, folding, two branches, bad port */
+	CHECK(!peeks(REG_LINE "Via: SIP / 2.0 / UDP 192.0.2.1;branch=z9hG4bKa" CRLF REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1 ; branch=z9hG4bKa" CRLF REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1" CRLF " ;branch=z9hG4bKa" CRLF
+			      REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP h;branch=z9hG4bKa;branch=z9hG4bKb" CRLF
+			      REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP h:0;branch=z9hG4bKa" CRLF REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP h:65536;branch=z9hG4bKa" CRLF REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP [2001:db8::1;branch=z9hG4bKa" CRLF REST_LINES));
+	CHECK(!peeks(REG_LINE "Via: SIP/2.0/UDP 192.0.2.1;x=\"a,b\";branch=z9hG4bKa" CRLF
+			      REST_LINES));
+	/* every prefix of a good request: no over-read (ASan), no crash */
+	{
+		static const char msg[] = REG_HEAD END_LINES;
+
+		for (size_t cut = 0; cut < sizeof(msg) - 1; cut++) {
+			struct sipmsg_tsx_id id;
+
+			(void)sipmsg_peek_tsx_id(msg, cut, &id);
+		}
+	}
+}
+
 static void test_via_host_checked_liberally(void)
 {
 	struct sipmsg *m = NULL;
@@ -1419,6 +1486,40 @@ static void exercise(const struct sipmsg *m, const char *buf, size_t len)
 	sipresp_clear(&r);
 }
 
+/* sipmsg_peek_tsx_id() against the full parse: whenever both read a request, they must
+ * name the same transaction, or a retransmission would meet the wrong one. */
+static unsigned peek_hits, peek_mismatches;
+
+static bool str_ieq(const struct sip_str *a, const struct sip_str *b)
+{
+	if (a->len != b->len)
+		return false;
+	for (size_t i = 0; i < a->len; i++)
+		if ((a->p[i] | 0x20) != (b->p[i] | 0x20))
+			return false;
+	return true;
+}
+
+static void check_peek(const struct sipmsg *m, int rc, const char *buf, size_t len,
+		       const char *what)
+{
+	struct sipmsg_tsx_id id;
+
+	if (!sipmsg_peek_tsx_id(buf, len, &id) || rc != 0 || !m || m->is_response)
+		return;
+	peek_hits++;
+	if (m->branch_rfc3261 && sip_str_eq(&id.method, &m->method_name) &&
+	    sip_str_eq(&id.branch, &m->branch) && str_ieq(&id.host, &m->via_host) &&
+	    id.port == m->via_port)
+		return;
+	peek_mismatches++;
+	printf("#   %s: peeked %.*s %.*s %.*s:%u, parsed %.*s %.*s %.*s:%u\n", what,
+	       (int)id.method.len, id.method.p, (int)id.branch.len, id.branch.p,
+	       (int)id.host.len, id.host.p, id.port, (int)m->method_name.len, m->method_name.p,
+	       (int)m->branch.len, m->branch.p, (int)m->via_host.len, m->via_host.p,
+	       m->via_port);
+}
+
 /* Checks one file against its INDEX.tsv verdict; returns false on a mismatch. */
 static bool conformance_one(const char *dir, const char *file, const char *message,
 			    const char *verdict)
@@ -1440,6 +1541,7 @@ static bool conformance_one(const char *dir, const char *file, const char *messa
 	}
 	rc = sipmsg_parse(&m, buf, len, &st, &reason);
 	exercise(m, buf, len);
+	check_peek(m, rc, buf, len, file);
 	if (strcmp(verdict, "valid") == 0) {
 		if (is_resp)
 			ok = rc == 0 && m && m->is_response;
@@ -1474,6 +1576,7 @@ static bool conformance_one(const char *dir, const char *file, const char *messa
 		}
 		rc = sipmsg_parse(&m, mut, len, &st, &reason);
 		exercise(m, mut, len);
+		check_peek(m, rc, mut, len, file);
 		sipmsg_free(&m);
 		free(mut);
 	}
@@ -1487,6 +1590,7 @@ static bool conformance_one(const char *dir, const char *file, const char *messa
 		memcpy(pre, buf, cut);
 		rc = sipmsg_parse(&m, pre, cut, &st, &reason);
 		exercise(m, pre, cut);
+		check_peek(m, rc, pre, cut, file);
 		sipmsg_free(&m);
 		free(pre);
 	}
@@ -1539,6 +1643,10 @@ static void test_torture_messages_match_expected_verdicts(void)
 	CHECK_INT(conformance_dir_run("rfc4475", &files), 0);
 	CHECK_INT(conformance_dir_run("rfc5118", &files), 0);
 	CHECK_INT(files, 62);
+	/* The torture corpus, its mutations and prefixes: the peek read many requests and
+	 * never named another transaction than the full parse. */
+	CHECK(peek_hits > 1000);
+	CHECK_INT(peek_mismatches, 0);
 }
 
 static void conformance_expect(const char *sub, const char *file, int rc_want, int st_want)
@@ -1624,6 +1732,8 @@ int main(int argc, char **argv)
 	RUN(test_register_to_uri_not_sip_gets_400);
 	RUN(test_bare_magic_cookie_branch_not_rfc3261);
 	RUN(test_via_ipv6_rport_and_received_brackets);
+	RUN(test_peek_tsx_id_reads_the_plain_shapes);
+	RUN(test_peek_tsx_id_leaves_the_rest_to_the_parse);
 	RUN(test_via_host_checked_liberally);
 	RUN(test_escnull_aor_keeps_percent00);
 	RUN(test_contacts_raw_with_display_names_and_commas);

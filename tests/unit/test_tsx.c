@@ -253,6 +253,37 @@ static void test_tsx_match_by_branch_sentby_method(void)
 	harness_fini(&h);
 }
 
+/* A retransmission's id read from its bytes, before any parse, meets the transaction
+ * the parsed original created; other ids do not. */
+static void test_tsx_lookup_by_peeked_id_meets_the_parsed_original(void)
+{
+	struct harness h;
+	struct net_flow f = fake_flow();
+	struct sipmsg *m = NULL;
+	struct sipmsg_tsx_id id;
+	struct tsx *t = NULL;
+	const char *reason = NULL;
+	char buf[1024];
+	size_t len;
+	int st = 0;
+
+	CHECK_INT(harness_init(&h, 100, 0), 0);
+	len = make_register(buf, sizeof(buf), "z9hG4bK-peek", ";rport", 5070, "ft", 7);
+	CHECK_INT(sipmsg_parse(&m, buf, len, &st, &reason), 0);
+	CHECK(sipmsg_peek_tsx_id(buf, len, &id));
+	CHECK(tsx_lookup_id(h.tab, &id) == NULL);
+	CHECK_INT(tsx_create(h.tab, m, &f, &t), 0);
+	CHECK(tsx_lookup_id(h.tab, &id) == t);
+	sipmsg_free(&m);
+	len = make_register(buf, sizeof(buf), "z9hG4bK-peek", ";rport", 5071, "ft", 7);
+	CHECK(sipmsg_peek_tsx_id(buf, len, &id));
+	CHECK(tsx_lookup_id(h.tab, &id) == NULL);
+	len = make_register(buf, sizeof(buf), "z9hG4bK-other", "", 5070, "ft", 7);
+	CHECK(sipmsg_peek_tsx_id(buf, len, &id));
+	CHECK(tsx_lookup_id(h.tab, &id) == NULL);
+	harness_fini(&h);
+}
+
 static void test_tsx_key_fields_with_nul_bytes_compare_fully(void)
 {
 	/* Length-prefixed fields: "a" + "\0b" must differ from "a\0" + "b". */
@@ -685,6 +716,7 @@ static void test_tsx_abort_handler_runs_on_table_free(void)
 int main(void)
 {
 	RUN(test_tsx_match_by_branch_sentby_method);
+	RUN(test_tsx_lookup_by_peeked_id_meets_the_parsed_original);
 	RUN(test_tsx_key_fields_with_nul_bytes_compare_fully);
 	RUN(test_tsx_retransmission_gets_identical_response);
 	RUN(test_tsx_reply_port_rport_else_via_port);
