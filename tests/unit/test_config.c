@@ -76,7 +76,8 @@ static const char full_example[] =
     "  ban: {max_failures: 5, window: 30, ban_time: 600, action: drop}\n"
     "  algorithms: [MD5, sha-256]\n"
     "limits: {max_message_size: 4096, max_tcp_connections: 100, tcp_idle_timeout: 60,\n"
-    "         max_transactions: 5000, max_pending: 50, max_queue_delay_ms: 0}\n"
+    "         max_transactions: 5000, max_pending: 50, max_queue_delay_ms: 0,\n"
+    "         max_backend_delay_ms: 300}\n"
     "log: {level: debug}\n";
 
 static void test_full_example_sets_every_field(void)
@@ -162,6 +163,7 @@ static void test_full_example_sets_every_field(void)
 	CHECK_INT(cfg->limits.max_transactions, 5000);
 	CHECK_INT(cfg->limits.max_pending, 50);
 	CHECK_INT(cfg->limits.max_queue_delay_ms, 0);
+	CHECK_INT(cfg->limits.max_backend_delay_ms, 300);
 	CHECK_INT(cfg->log_level, LOG_DEBUG);
 	CHECK(cfg->path == NULL);
 	config_free(&cfg);
@@ -209,6 +211,7 @@ static void check_defaults(const struct config *cfg)
 	CHECK_INT(cfg->limits.max_transactions, 2000000);
 	CHECK_INT(cfg->limits.max_pending, 10000);
 	CHECK_INT(cfg->limits.max_queue_delay_ms, 250);
+	CHECK_INT(cfg->limits.max_backend_delay_ms, 1000);
 	CHECK_INT(cfg->log_level, LOG_INFO);
 	CHECK(gethostname(host, sizeof(host)) == 0);
 	host[sizeof(host) - 1] = '\0';
@@ -393,6 +396,8 @@ static void test_wrong_types_are_refused(void)
 	REFUSED("log: {level: verbose}\n", 1, "log.level", "got \"verbose\"");
 	REFUSED("limits: {max_message_size: 100}\n", 1, "limits.max_message_size", "512..");
 	REFUSED("limits: {max_queue_delay_ms: 40000}\n", 1, "limits.max_queue_delay_ms",
+		"..32000");
+	REFUSED("limits: {max_backend_delay_ms: 40000}\n", 1, "limits.max_backend_delay_ms",
 		"..32000");
 	REFUSED("domains: [a.example]\ndirectory:\n  backend: pg\n", 3, "directory",
 		"needs conninfo");
