@@ -153,6 +153,7 @@ class CpuLimit:
                 with open(os.path.join(self.path, "cpu.cfs_quota_us"), "w") as f:
                     f.write(str(quota))
         except OSError as e:
+            self.__exit__()  # a cgroup made before the failing write goes too
             die("--cpu-limit needs a writable cpu cgroup (root): %s" % e)
         return self
 
