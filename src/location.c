@@ -21,12 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "sipreg/location_backend.h"
 
-#define LOCATION_WINDOW_NS (100 * INT64_C(1000000))
+#define LOCATION_WINDOW_NS (100 * CLOCK_NS_PER_MS)
 #define LOCATION_NO_SAMPLE UINT32_MAX
 
 static const struct location_backend *const location_backends[] = {
@@ -151,14 +151,6 @@ void location_close(struct location **locp)
 	*locp = NULL;
 }
 
-static int64_t location_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Allocate an op for a call; NULL when closing (*errp = ECANCELED) or out of memory. */
 static struct location_op *op_new(struct location *loc, void *arg, int *errp)
 {
@@ -176,7 +168,7 @@ static struct location_op *op_new(struct location *loc, void *arg, int *errp)
 	op->loc = loc;
 	op->arg = arg;
 	op->submitting = true;
-	op->started_ns = location_now_ns();
+	op->started_ns = clock_mono_ns();
 	op->next = loc->head;
 	if (loc->head)
 		loc->head->prev = op;
@@ -241,8 +233,8 @@ static bool op_finish(struct location_op *op)
 	struct location *loc = op->loc;
 
 	if (op->sampled) {
-		int64_t now = location_now_ns();
-		int64_t ms = (now - op->started_ns) / 1000000;
+		int64_t now = clock_mono_ns();
+		int64_t ms = (now - op->started_ns) / CLOCK_NS_PER_MS;
 
 		delay_roll(loc, now);
 		if (ms < loc->win_min_ms)
@@ -398,7 +390,7 @@ uint32_t location_delay_ms(struct location *loc)
 
 	if (!loc)
 		return 0;
-	now = location_now_ns();
+	now = clock_mono_ns();
 	delay_roll(loc, now);
 	if (loc->last_min_ms != LOCATION_NO_SAMPLE)
 		return loc->last_min_ms;
@@ -407,6 +399,6 @@ uint32_t location_delay_ms(struct location *loc)
 		;
 	if (!op)
 		return 0;
-	age = (now - op->started_ns) / 1000000;
+	age = (now - op->started_ns) / CLOCK_NS_PER_MS;
 	return age >= LOCATION_NO_SAMPLE ? LOCATION_NO_SAMPLE - 1 : (uint32_t)age;
 }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 static enum log_level log_level_cur = LOG_INFO;
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
@@ -59,14 +61,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 void log_limited(struct log_limit *ll, enum log_level level, const char *fmt, ...)
 {
-	struct timespec ts;
 	int64_t now;
 	va_list ap;
 
 	if (level > log_level_cur)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	now = clock_mono_ns();
 	if (ll->next_ns && now < ll->next_ns) {
 		ll->held++;
 		return;

@@ -16,8 +16,8 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "hmap.h"
 #include "log.h"
 
@@ -75,10 +75,7 @@ struct tsx_table {
 
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)(clock_mono_ns() / CLOCK_NS_PER_MS);
 }
 
 /* ---- keys ------------------------------------------------------------------------- */

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "hmap.h"
 #include "log.h"
 #include "sipreg/location_backend.h"
@@ -744,14 +745,6 @@ static struct pg_op *op_new(struct pg_be *be, enum pg_kind kind, void *arg)
 	return op;
 }
 
-static int64_t pg_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void op_arm_ms(struct pg_op *op, unsigned ms)
 {
 	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
@@ -926,7 +919,7 @@ static int conn_send(struct pg_conn *c, struct pg_op *op, bool sync)
 		return EIO;
 	}
 	if (!c->head && !c->whead)
-		c->progress_ns = pg_now_ns();
+		c->progress_ns = clock_mono_ns();
 	op->conn = c;
 	op->next = NULL;
 	op->sync_after = sync;
@@ -1139,7 +1132,7 @@ static void op_timeout(evutil_socket_t fd, short what, void *arg)
 	op->timer_on = false;
 	be_enter(be);
 	if (op->conn) {
-		int64_t silent_ms = (pg_now_ns() - op->conn->progress_ns) / 1000000;
+		int64_t silent_ms = (clock_mono_ns() - op->conn->progress_ns) / CLOCK_NS_PER_MS;
 
 		if (silent_ms < be->timeout_ms) {
 			op_arm_ms(op, be->timeout_ms - (unsigned)silent_ms);
@@ -1415,7 +1408,7 @@ static void conn_read(struct pg_conn *c)
 		conn_fail(c, ECONNRESET);
 		return;
 	}
-	c->progress_ns = pg_now_ns();
+	c->progress_ns = clock_mono_ns();
 	while ((nf = PQnotifies(c->pc))) {
 		if (!flushed)
 			cache_flush(be);
