@@ -221,6 +221,19 @@ static void resp_copy(struct sipresp *r, const char *name, size_t nlen, const st
 	sipresp_append(r, "\r\n", 2);
 }
 
+/* Empty r and write "SIP/2.0 status reason". */
+static void resp_status_line(struct sipresp *r, int status, const char *reason)
+{
+	r->len = 0;
+	r->err = 0;
+	sipresp_append(r, "SIP/2.0 ", 8);
+	sipresp_append_uint(r, (uint64_t)status);
+	sipresp_append(r, " ", 1);
+	if (reason)
+		resp_puts(r, reason);
+	sipresp_append(r, "\r\n", 2);
+}
+
 int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const char *reason,
 		  const struct sip_source *src)
 {
@@ -230,14 +243,7 @@ int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const
 
 	if (!r || !req || status < 100 || status > 699)
 		return EINVAL;
-	r->len = 0;
-	r->err = 0;
-	sipresp_append(r, "SIP/2.0 ", 8);
-	sipresp_append_uint(r, (uint64_t)status);
-	sipresp_append(r, " ", 1);
-	if (reason)
-		resp_puts(r, reason);
-	sipresp_append(r, "\r\n", 2);
+	resp_status_line(r, status, reason);
 	while (sipmsg_hdr_next(req, SIPMSG_HDR_VIA, &pos, &value)) {
 		lpos = 0;
 		while (sipmsg_list_next(&value, &lpos, &e)) {
@@ -392,14 +398,7 @@ int sipresp_error_raw(struct sipresp *r, const char *buf, size_t len, int status
 	if (!via)
 		return ENOENT;
 
-	r->len = 0;
-	r->err = 0;
-	sipresp_append(r, "SIP/2.0 ", 8);
-	sipresp_append_uint(r, (uint64_t)status);
-	sipresp_append(r, " ", 1);
-	if (reason)
-		resp_puts(r, reason);
-	sipresp_append(r, "\r\n", 2);
+	resp_status_line(r, status, reason);
 	pos = 0;
 	while (sipmsg_raw_header_next(buf, len, &pos, &name, &value, &line)) {
 		if (name_is(&name, "Via", 'v') || name_is(&name, "From", 'f') ||
