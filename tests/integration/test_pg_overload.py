@@ -3,9 +3,11 @@
 bindings table locked by another session), REGISTERs get 503 + Retry-After once the oldest
 backend call has waited limits.max_backend_delay_ms, new registrations (ones that will be
 challenged) already at half of it; what was admitted completes once the database moves
-again, so nothing admitted is lost, and service resumes by itself."""
+again, so nothing admitted is lost, and service resumes by itself. A connection whose
+database process falls silent is reset after timeout_ms, and service resumes on a new one."""
 
 import os
+import signal
 import sys
 import time
 
@@ -25,8 +27,9 @@ def cluster(auth):
     return pg_harness.provisioned(SIPREGCTL, USERS, DEFAULT_DOMAIN, passwords=auth)
 
 
-def daemon(pg, bound_ms, auth):
-    section = {"backend": "pg", "conninfo": pg.conninfo, "pool": 2, "timeout_ms": 8000}
+def daemon(pg, bound_ms, auth, pool=2, timeout_ms=8000):
+    section = {"backend": "pg", "conninfo": pg.conninfo, "pool": pool,
+               "timeout_ms": timeout_ms}
     cfg = {"location": dict(section), "directory": dict(section),
            "limits": {"max_backend_delay_ms": bound_ms}}
     if auth:
@@ -108,6 +111,37 @@ def test_new_registrations_are_refused_before_authenticated_ones():
                 "SELECT username FROM bindings ORDER BY 1").splitlines() if l),
                 ["alice", "carol"], "stored")
             check("503 to new REGISTERs" in d.log_text(), "the refusal logged")
+    finally:
+        pg.teardown()
+
+
+def test_a_silent_connection_is_reset_and_the_daemon_recovers():
+    # The database process behind sipregd's only connection stops answering (SIGSTOP):
+    # after timeout_ms of silence the connection is reset, the REGISTER gets 503, and
+    # service comes back on a new connection.
+    pg = cluster(auth=False)
+    try:
+        with daemon(pg, 0, auth=False, pool=1, timeout_ms=1000) as d, d.client() as c:
+            alice = UA(c, "alice")
+            alice.register(["sip:alice@192.0.2.1"], expires=600)
+            pids = [int(p) for p in pg.psql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = 'sipreg' "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()").split()]
+            check_eq(len(pids), 1, "sipregd's connections")
+            os.kill(pids[0], signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                r = c.expect(alice.register_req(["sip:alice@192.0.2.2"], expires=600), 503,
+                             timeout=6.0)
+                check(time.monotonic() - t0 >= 0.9, "503 only after timeout_ms of silence")
+                check(r.get("retry-after") is not None, "503 has Retry-After")
+                wait_until(lambda: "no answer within 1000 ms, resetting" in d.log_text(), 3,
+                           what="the reset logged")
+            finally:
+                os.kill(pids[0], signal.SIGCONT)
+            wait_until(lambda: alice.register(["sip:alice@192.0.2.3"], expires=600,
+                                               status=(200, 503)).status == 200, 15,
+                       step=0.5, what="a 200 on a new connection")
     finally:
         pg.teardown()
 
