@@ -249,16 +249,19 @@ bad:
 			(unsigned long)max, cfg_got(node, got, sizeof(got)));
 }
 
-/* YAML 1.1 booleans, which is what an operator writing `auth: off` means. */
+/* YAML 1.1 booleans, which is what an operator writing `auth: off` means. Quoted or not:
+ * YAML 1.2 tools quote "off" to keep it a word, and the word is what is meant. */
 static int cfg_bool_text(const yaml_node_t *node, bool *vp)
 {
 	static const char *const yes[] = {"true", "yes", "on"};
 	static const char *const no[] = {"false", "no", "off"};
 	const char *s;
 
-	if (!cfg_is_scalar(node) || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+	if (!cfg_is_scalar(node))
 		return EINVAL;
 	s = cfg_text(node);
+	if (strlen(s) != node->data.scalar.length) /* "off\0..." is not off */
+		return EINVAL;
 	for (size_t i = 0; i < 3; i++) {
 		if (strcasecmp(s, yes[i]) == 0) {
 			*vp = true;

@@ -277,6 +277,32 @@ static void test_auth_off_scalar_disables_auth(void)
 	REFUSED("auth: maybe\n", 1, "auth", "got \"maybe\"");
 }
 
+/* A quoted word keeps its meaning: `auth: "off"` is what a YAML 1.2 tool writes for off,
+ * and the error message for a boolean names the words without quotes. */
+static void test_quoted_boolean_words_keep_their_meaning(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "auth: \"off\"\n"), 0);
+	CHECK(cfg && !cfg->auth.enabled);
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "auth: 'On'\n"), 0);
+	CHECK(cfg && cfg->auth.enabled);
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "auth: {enabled: \"false\"}\n"), 0);
+	CHECK(cfg && !cfg->auth.enabled);
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "domains: [a.example]\n"
+			     "users: [{user: k, auth: \"off\", enabled: 'TRUE'}]\n"),
+		  0);
+	CHECK(cfg && cfg->n_users == 1 && cfg->users[0].auth_off && cfg->users[0].enabled);
+	config_free(&cfg);
+	/* Quoting does not make other text a boolean, nor does a NUL hide the rest. */
+	REFUSED("auth: \"maybe\"\n", 1, "auth", "expected on, off or a mapping");
+	REFUSED("auth: \"off\\0x\"\n", 1, "auth", "expected on, off or a mapping");
+	REFUSED("auth: {enabled: \"\"}\n", 1, "auth.enabled", "expected true or false");
+}
+
 static void test_user_auth_off_needs_no_secret(void)
 {
 	struct config *cfg = NULL;
@@ -594,6 +620,7 @@ int main(void)
 	RUN(test_empty_config_gets_every_default);
 	RUN(test_partial_sections_keep_other_defaults);
 	RUN(test_auth_off_scalar_disables_auth);
+	RUN(test_quoted_boolean_words_keep_their_meaning);
 	RUN(test_user_auth_off_needs_no_secret);
 	RUN(test_listen_ipv6_and_ipv4);
 	RUN(test_listen_errors_are_refused);
