@@ -102,6 +102,7 @@ struct auth {
 	uint32_t salt_counter;
 	struct nc_table nc;
 	struct ban_table ban_ip, ban_user;
+	struct log_limit lim_ban_ip, lim_ban_user; /* bans start at attack rate */
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -141,20 +142,6 @@ static bool unquote(const struct sip_str *in, char *buf, size_t cap, struct sip_
 	}
 	*out = (struct sip_str){.p = buf, .len = n};
 	return true;
-}
-
-/* Printable copy of untrusted text for the log. */
-static const char *log_safe(const struct sip_str *s, char *buf, size_t cap)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < s->len && n + 1 < cap; i++) {
-		unsigned char c = (unsigned char)s->p[i];
-
-		buf[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-	}
-	buf[n] = '\0';
-	return buf;
 }
 
 static void be64_put(uint8_t *p, uint64_t v)
@@ -1047,18 +1034,21 @@ static bool ban_count(struct auth *a, struct ban_table *t, uint64_t h, int64_t n
 
 void auth_failure(struct auth *a, const char *ip, const struct sip_str *username, int64_t now)
 {
-	char buf[80];
+	char buf[LOG_ESC_SIZE];
 
 	if (a->ban_max == 0)
 		return;
 	if (ip && *ip && ban_count(a, &a->ban_ip, hmap_hash(ip, strlen(ip)), now))
-		log_warn("auth: %u failures from %s within %us: banned for %us", a->ban_max, ip,
-			 a->ban_window, a->ban_time);
+		log_limited(&a->lim_ban_ip, LOG_WARN,
+			    "auth: %u failures from %s within %us: banned for %us", a->ban_max,
+			    ip, a->ban_window, a->ban_time);
 	if (username && username->len &&
 	    ban_count(a, &a->ban_user, hmap_hash(username->p, username->len), now))
-		log_warn("auth: %u failures for user \"%s\" within %us: banned for %us",
-			 a->ban_max, log_safe(username, buf, sizeof(buf)), a->ban_window,
-			 a->ban_time);
+		log_limited(&a->lim_ban_user, LOG_WARN,
+			    "auth: %u failures for user \"%s\" within %us: banned for %us",
+			    a->ban_max,
+			    log_escape(username->p, username->len, buf, sizeof(buf)),
+			    a->ban_window, a->ban_time);
 }
 
 enum ban_action auth_ban_action(const struct auth *a)

@@ -1,7 +1,9 @@
-/* Logging to stderr (journald picks it up) with levels; never logs secrets. */
+/* Logging to stderr (journald picks it up) with levels; never logs secrets. A value a client
+ * controls reaches a line only through log_escape(), and every record is one line. */
 #ifndef SIPREG_LOG_H
 #define SIPREG_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -23,6 +25,16 @@ struct log_limit {
 };
 void log_limited(struct log_limit *ll, enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* The printable form of bytes a client controls (a user name, an AOR, a header value) for
+ * a log line: printable ASCII stays as it is; control bytes, DEL, '"', '\\' and bytes
+ * >= 0x80 become \xHH, so a value can neither end the line nor pass for the text around
+ * it. A value that does not fit ends in "\..." (no value can write that: its backslash
+ * would be \x5c). Writes a NUL-terminated string into buf, cap >= LOG_ESC_MIN, and
+ * returns buf. LOG_ESC_SIZE holds 64 bytes of the worst value, or 250 of a plain one. */
+#define LOG_ESC_MIN  8
+#define LOG_ESC_SIZE 256
+const char *log_escape(const void *p, size_t len, char *buf, size_t cap);
 
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

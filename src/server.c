@@ -53,8 +53,10 @@ struct server {
 	struct location_op *sweep_op;
 	struct reg_pending *spare[PENDING_SPARE_MAX];
 	size_t n_spare, spare_keep;
-	/* The 503 paths run at request rate when they run at all. */
+	/* The 503 paths run at request rate when they run at all, and so do refused
+	 * credentials under a guessing attack. */
 	struct log_limit lim_store, lim_start, lim_lookup, lim_pending, lim_delay, lim_tsx;
+	struct log_limit lim_auth_failed, lim_auth_owner;
 };
 
 struct reg_pending {
@@ -194,9 +196,12 @@ static void register_applied(int err, enum reg_outcome outcome, const struct bin
 
 	p->op = NULL;
 	if (err) {
+		char aor[LOG_ESC_SIZE];
+
 		log_limited(&p->srv->lim_store, LOG_WARN,
-			    "location: storing a REGISTER for %.*s failed (%s): 503",
-			    (int)p->d.req.aor.len, p->d.req.aor.p, strerror(err));
+			    "location: storing a REGISTER for %s failed (%s): 503",
+			    log_escape(p->d.req.aor.p, p->d.req.aor.len, aor, sizeof(aor)),
+			    strerror(err));
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
 		return;
 	}
@@ -239,11 +244,14 @@ static void register_verify(struct reg_pending *p, const struct dir_user *u)
 {
 	struct server *srv = p->srv;
 	const struct sip_source *src = &p->d.req.source;
+	char user[LOG_ESC_SIZE], aor[LOG_ESC_SIZE];
 
 	if (!u || !u->enabled || !auth_response_ok(&p->creds, u, &p->msg->method_name)) {
 		auth_failure(srv->auth, src->ip, &p->creds.username, p->now);
-		log_info("auth: failed for %.*s from %s", (int)p->creds.username.len,
-			 p->creds.username.p, src->ip);
+		log_limited(
+		    &srv->lim_auth_failed, LOG_INFO, "auth: failed for \"%s\" from %s",
+		    log_escape(p->creds.username.p, p->creds.username.len, user, sizeof(user)),
+		    src->ip);
 		pending_reply(p, 403, "Forbidden", 0);
 		return;
 	}
@@ -256,8 +264,11 @@ static void register_verify(struct reg_pending *p, const struct dir_user *u)
 		return;
 	}
 	if (!auth_may_register(u, &p->d.req.aor)) {
-		log_info("auth: %.*s may not register %.*s", (int)p->creds.username.len,
-			 p->creds.username.p, (int)p->d.req.aor.len, p->d.req.aor.p);
+		log_limited(
+		    &srv->lim_auth_owner, LOG_INFO,
+		    "auth: \"%s\" from %s may not register \"%s\"",
+		    log_escape(p->creds.username.p, p->creds.username.len, user, sizeof(user)),
+		    src->ip, log_escape(p->d.req.aor.p, p->d.req.aor.len, aor, sizeof(aor)));
 		pending_reply(p, 403, "Forbidden", 0);
 		return;
 	}

@@ -315,6 +315,34 @@ def test_auth_off_per_domain_and_per_user():
         check_eq(len(r.contacts), 1, "auth: off user registers without auth")
 
 
+FORGED = "2030-01-01T00:00:00.000Z error: forged by the client"
+
+
+def test_auth_folded_username_cannot_forge_a_log_line():
+    # A folded Authorization keeps its CR LF SP inside the quoted username; logged raw, the
+    # text after it would stand in the log as a line of its own. Two failures: the ban
+    # line names the user too.
+    ban = {"max_failures": 2, "window": 60, "ban_time": 60}
+    with Sipregd(auth_conf(ban=ban)) as d, d.client("udp") as c:
+        for _ in range(2):
+            ua = UA(c, "alice")
+            req, r = first_challenge(c, ua)
+            authz = digest_authorization("REGISTER", req.ruri, "alice", "x",
+                                         pick_challenge(r, "MD5"),
+                                         username="alice\r\n " + FORGED)
+            r2 = c.transact(ua.register_req(headers=[("Authorization", authz)]))
+            check_eq(r2.status if r2 else None, 403, "unknown credentials")
+        log = d.log_text()
+        lines = log.splitlines()
+        check(not any(ln.lstrip().startswith(FORGED[:24]) for ln in lines),
+              "a forged line stands in the log:\n" + log)
+        escaped = '"alice\\x0d\\x0a ' + FORGED + '"'
+        shown = [ln for ln in lines if "auth: failed for " + escaped in ln]
+        check_eq(len(shown), 1, "lines with the escaped user name (rate-limited):\n" + log)
+        check(any("banned" in ln and escaped in ln for ln in lines),
+              "the ban line shows the escaped name:\n" + log)
+
+
 def test_auth_on_by_default_when_config_says_nothing():
     with Sipregd({"auth": {}}) as d, d.client("udp") as c:
         r = c.transact(UA(c, "alice").register_req([contact_uri(c, "a")], 600))

@@ -1,4 +1,5 @@
-/* log: levels, and the per-site limiter that keeps request-rate lines from flooding. */
+/* log: levels, the per-site limiter that keeps request-rate lines from flooding, and the
+ * escaping that keeps client-controlled text from writing lines of its own. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +102,68 @@ static void test_log_limited_below_the_level_writes_and_holds_nothing(void)
 	log_set_level(LOG_INFO);
 }
 
+static void test_log_escape_keeps_printable_text_and_hexes_the_rest(void)
+{
+	static const char raw[] =
+	    "al\\ice\"\r\n 2030-01-01T00:00:00.000Z error: x\x7f\x80\xff\x01";
+	char buf[LOG_ESC_SIZE];
+
+	CHECK_STR(log_escape("alice@example.com", 17, buf, sizeof(buf)), "alice@example.com");
+	CHECK_STR(log_escape(raw, sizeof(raw) - 1, buf, sizeof(buf)),
+		  "al\\x5cice\\x22\\x0d\\x0a 2030-01-01T00:00:00.000Z error: "
+		  "x\\x7f\\x80\\xff\\x01");
+	/* Bytes, not C strings: a NUL is shown and does not end the value. */
+	CHECK_STR(log_escape("a\0b", 3, buf, sizeof(buf)), "a\\x00b");
+	CHECK_STR(log_escape(NULL, 0, buf, sizeof(buf)), "");
+	CHECK_STR(log_escape("abc", 3, buf, LOG_ESC_MIN - 1), "");
+}
+
+static void test_log_escape_cuts_long_values_with_a_visible_mark(void)
+{
+	char in[600], buf[LOG_ESC_SIZE], want[LOG_ESC_SIZE];
+
+	memset(in, 'a', sizeof(in));
+	/* Exactly filling the buffer: whole, no mark. */
+	log_escape(in, LOG_ESC_SIZE - 1, buf, sizeof(buf));
+	CHECK_INT(strlen(buf), LOG_ESC_SIZE - 1);
+	CHECK(strstr(buf, "\\...") == NULL);
+	/* One more byte: cut, and the mark says so within the same bound. */
+	log_escape(in, LOG_ESC_SIZE, buf, sizeof(buf));
+	memset(want, 'a', LOG_ESC_SIZE - 5);
+	memcpy(want + LOG_ESC_SIZE - 5, "\\...", 5);
+	CHECK_STR(buf, want);
+	/* An escape is never split by the cut. */
+	memset(in, '\n', sizeof(in));
+	log_escape(in, sizeof(in), buf, sizeof(buf));
+	CHECK_INT(strlen(buf), LOG_ESC_SIZE - 5 - (LOG_ESC_SIZE - 5) % 4 + 4);
+	CHECK(strncmp(buf + strlen(buf) - 8, "\\x0a\\...", 8) == 0);
+	CHECK_STR(log_escape("ab\r", 3, buf, LOG_ESC_MIN), "ab\\x0d");
+	CHECK_STR(log_escape("ab\r\r", 4, buf, LOG_ESC_MIN), "ab\\...");
+}
+
+static void multi_line(void *arg)
+{
+	(void)arg;
+	log_msg(LOG_WARN, "pg: %s", "ERROR: x\nDETAIL: forged\r\nerror: y");
+}
+
+static void test_log_record_is_one_line_whatever_reaches_it(void)
+{
+	char *out;
+
+	log_set_level(LOG_INFO);
+	out = capture_stderr(multi_line, NULL);
+	CHECK(out != NULL);
+	CHECK_INT(count_lines(out), 1);
+	CHECK(out && strstr(out, "warn: pg: ERROR: x\\x0aDETAIL: forged\\x0d\\x0aerror: y\n"));
+	free(out);
+}
+
 int main(void)
 {
+	RUN(test_log_escape_keeps_printable_text_and_hexes_the_rest);
+	RUN(test_log_escape_cuts_long_values_with_a_visible_mark);
+	RUN(test_log_record_is_one_line_whatever_reaches_it);
 	RUN(test_log_limited_writes_once_per_interval_and_counts_the_rest);
 	RUN(test_log_limited_below_the_level_writes_and_holds_nothing);
 	CHECK_DONE();
