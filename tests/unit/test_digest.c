@@ -188,6 +188,35 @@ static void test_digest_hmac_keyed_reuse(void)
 	CHECK(h == NULL);
 }
 
+/* RFC 4231 test case 6: a key longer than a block is hashed first; and an empty key. */
+static void test_digest_hmac_keyed_long_and_empty_keys(void)
+{
+	static const uint8_t want[32] = {
+	    0x60, 0xe4, 0x31, 0x59, 0x1e, 0xe0, 0xb6, 0x7f, 0x0d, 0x8a, 0x26,
+	    0xaa, 0xcb, 0xf5, 0xb7, 0x7f, 0x8e, 0x0b, 0xc6, 0x21, 0x37, 0x28,
+	    0xc5, 0x14, 0x05, 0x46, 0x04, 0x0f, 0x0e, 0xe3, 0x7f, 0x54,
+	};
+	const struct sip_str msg[1] = {
+	    S("Test Using Larger Than Block-Size Key - Hash Key First")};
+	uint8_t key[131], out[DIGEST_HMAC_LEN], ref[DIGEST_HMAC_LEN];
+	struct digest_hmac *h = NULL;
+
+	memset(key, 0xaa, sizeof(key));
+	CHECK_INT(digest_hmac_alloc(&h, key, sizeof(key)), 0);
+	if (h) {
+		CHECK_INT(digest_hmac_run(h, msg, 1, out), 0);
+		CHECK(memcmp(out, want, sizeof(want)) == 0);
+	}
+	digest_hmac_free(&h);
+	CHECK_INT(digest_hmac_alloc(&h, key, 0), 0);
+	if (h) {
+		CHECK_INT(digest_hmac_run(h, msg, 1, out), 0);
+		CHECK_INT(digest_hmac_sha256(key, 0, msg, 1, ref), 0);
+		CHECK(memcmp(out, ref, sizeof(ref)) == 0);
+	}
+	digest_hmac_free(&h);
+}
+
 static void test_digest_b64url_vectors(void)
 {
 	char out[80];
@@ -240,6 +269,7 @@ int main(void)
 	RUN(test_digest_alg_names);
 	RUN(test_digest_hmac_sha256_rfc4231);
 	RUN(test_digest_hmac_keyed_reuse);
+	RUN(test_digest_hmac_keyed_long_and_empty_keys);
 	RUN(test_digest_b64url_vectors);
 	CHECK_DONE();
 }
