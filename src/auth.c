@@ -392,6 +392,23 @@ void auth_free(struct auth **ap)
 	*ap = NULL;
 }
 
+int auth_tag_key_alloc(struct auth *a, struct sipresp_tag_key **kp)
+{
+	/* A nonce MAC's input starts with a big-endian timestamp, a NUL byte for centuries
+	 * to come: it never equals this label, so the two uses of the secret stay apart. */
+	static const char label[] = "sipreg To-tag key v1";
+	struct sip_str part = {.p = label, .len = sizeof(label) - 1};
+	uint8_t key[DIGEST_HMAC_LEN];
+	int err;
+
+	*kp = NULL;
+	err = digest_hmac_run(a->mac, &part, 1, key);
+	if (!err)
+		err = sipresp_tag_key_alloc(kp, key, sizeof(key));
+	OPENSSL_cleanse(key, sizeof(key));
+	return err;
+}
+
 bool auth_required(const struct auth *a, const struct sip_str *domain)
 {
 	if (!a->enabled)

@@ -31,6 +31,12 @@ enum auth_nonce_state { AUTH_NONCE_VALID = 0, AUTH_NONCE_STALE, AUTH_NONCE_INVAL
 int auth_alloc(struct auth **ap, const struct auth_conf *conf);
 void auth_free(struct auth **ap);
 
+/* The key of our To tags, derived from the nonce secret (auth.secret_file, or the
+ * process's random one) under its own label: instances sharing the secret share the tags,
+ * and a tag tells nothing about a nonce MAC. *kp: sipresp_tag_key_free(). Returns 0,
+ * ENOMEM or EIO. */
+int auth_tag_key_alloc(struct auth *a, struct sipresp_tag_key **kp);
+
 /* Is auth required for this domain (auth enabled and the domain not in off_domains)? */
 bool auth_required(const struct auth *a, const struct sip_str *domain);
 

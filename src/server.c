@@ -47,6 +47,7 @@ struct server {
 	struct net *net;
 	struct tsx_table *tsx;
 	struct auth *auth;
+	struct sipresp_tag_key *tag_key;
 	struct location *dir;
 	struct location *loc;
 	struct event *sweep_ev;
@@ -88,7 +89,7 @@ static void server_reply_stateless(struct server *srv, const struct sipmsg *m,
 {
 	struct sipresp r = { 0 };
 
-	if (sipresp_start(&r, m, status, reason, &flow->src) != 0)
+	if (sipresp_start(&r, srv->tag_key, m, status, reason, &flow->src) != 0)
 		goto out;
 	if (retry_after > 0)
 		sipresp_header_uint(&r, "Retry-After", (uint64_t)retry_after);
@@ -155,7 +156,7 @@ static void pending_reply(struct reg_pending *p, int status, const char *reason,
 {
 	struct sipresp r = { 0 };
 
-	sipresp_start(&r, p->msg, status, reason, &p->d.req.source);
+	sipresp_start(&r, p->srv->tag_key, p->msg, status, reason, &p->d.req.source);
 	if (retry_after > 0)
 		sipresp_header_uint(&r, "Retry-After", (uint64_t)retry_after);
 	pending_send(p, status, &r);
@@ -173,7 +174,7 @@ static void pending_challenge(struct reg_pending *p, bool stale)
 {
 	struct sipresp r = { 0 };
 
-	sipresp_start(&r, p->msg, 401, "Unauthorized", &p->d.req.source);
+	sipresp_start(&r, p->srv->tag_key, p->msg, 401, "Unauthorized", &p->d.req.source);
 	auth_challenge(p->srv->auth, &r, &p->d.domain, stale, p->now);
 	pending_send(p, 401, &r);
 }
@@ -182,7 +183,7 @@ static void pending_bindings(struct reg_pending *p, const struct binding_set *se
 {
 	struct sipresp r = { 0 };
 
-	sipresp_start(&r, p->msg, 200, "OK", &p->d.req.source);
+	sipresp_start(&r, p->srv->tag_key, p->msg, 200, "OK", &p->d.req.source);
 	registrar_reply_ok(&r, &p->d, set, p->now);
 	pending_send(p, 200, &r);
 }
@@ -453,7 +454,7 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 	p->d.req.source = flow->src;
 
 	if (p->d.status) {
-		sipresp_start(&r, m, p->d.status, p->d.reason, &flow->src);
+		sipresp_start(&r, srv->tag_key, m, p->d.status, p->d.reason, &flow->src);
 		if (p->d.status == 423)
 			sipresp_header_uint(&r, "Min-Expires", srv->cfg->registrar.min_expires);
 		if (p->d.status == 420 && p->d.unsupported)
@@ -492,12 +493,12 @@ static void server_other(struct server *srv, struct sipmsg *m, const struct net_
 	case SIP_M_OPTIONS:
 		if (registrar_require_unsupported(m, unsupported, sizeof(unsupported))) {
 			status = 420;
-			sipresp_start(&r, m, status, "Bad Extension", &flow->src);
+			sipresp_start(&r, srv->tag_key, m, status, "Bad Extension", &flow->src);
 			sipresp_header_str(&r, "Unsupported", unsupported);
 			break;
 		}
 		status = 200;
-		sipresp_start(&r, m, status, "OK", &flow->src);
+		sipresp_start(&r, srv->tag_key, m, status, "OK", &flow->src);
 		sipresp_header_str(&r, "Allow", server_allow);
 		sipresp_header_str(&r, "Accept", "application/sdp");
 		sipresp_header_str(&r, "Accept-Encoding", "identity");
@@ -506,12 +507,12 @@ static void server_other(struct server *srv, struct sipmsg *m, const struct net_
 		break;
 	case SIP_M_UNKNOWN:
 		status = 501;
-		sipresp_start(&r, m, status, "Not Implemented", &flow->src);
+		sipresp_start(&r, srv->tag_key, m, status, "Not Implemented", &flow->src);
 		sipresp_header_str(&r, "Allow", server_allow);
 		break;
 	default:
 		status = 405;
-		sipresp_start(&r, m, status, "Method Not Allowed", &flow->src);
+		sipresp_start(&r, srv->tag_key, m, status, "Method Not Allowed", &flow->src);
 		sipresp_header_str(&r, "Allow", server_allow);
 		break;
 	}
@@ -625,6 +626,11 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 	err = auth_alloc(&srv->auth, &cfg->auth);
 	if (err)
 		goto fail;
+	err = auth_tag_key_alloc(srv->auth, &srv->tag_key);
+	if (err) {
+		log_err("cannot key the To tags: %s", strerror(err));
+		goto fail;
+	}
 	err = location_open(&srv->loc, &cfg->location, base);
 	if (err) {
 		log_err("location: cannot open backend \"%s\": %s", cfg->location.backend,
@@ -677,6 +683,7 @@ void server_free(struct server **sp)
 		srv->dir = NULL;
 	location_close(&srv->loc);
 	location_close(&srv->dir);
+	sipresp_tag_key_free(&srv->tag_key);
 	auth_free(&srv->auth);
 	while (srv->n_spare)
 		free(srv->spare[--srv->n_spare]);

@@ -9,7 +9,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <xxhash.h>
+
+#include "digest.h"
 
 const char sipresp_server[] = "sipreg/" SIPREG_VERSION;
 static const char resp_tail[] =
@@ -70,15 +71,80 @@ void sipresp_append_uint(struct sipresp *r, uint64_t v)
 	sipresp_append(r, tmp + i, sizeof(tmp) - i);
 }
 
-/* v as 16 lower-case hex digits. */
-static void resp_hex64(struct sipresp *r, uint64_t v)
+struct sipresp_tag_key {
+	struct digest_hmac *mac;
+};
+
+/* Bytes of the HMAC a tag shows: 64 bits, twice what RFC 3261 §19.3 asks for. */
+#define TAG_BYTES 8
+
+int sipresp_tag_key_alloc(struct sipresp_tag_key **kp, const uint8_t *key, size_t len)
+{
+	struct sipresp_tag_key *k;
+	int err;
+
+	*kp = NULL;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return ENOMEM;
+	err = digest_hmac_alloc(&k->mac, key, len);
+	if (err) {
+		free(k);
+		return err;
+	}
+	*kp = k;
+	return 0;
+}
+
+void sipresp_tag_key_free(struct sipresp_tag_key **kp)
+{
+	if (!*kp)
+		return;
+	digest_hmac_free(&(*kp)->mac);
+	free(*kp);
+	*kp = NULL;
+}
+
+static void be32_put(uint8_t *p, size_t v)
+{
+	uint32_t x = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+
+	p[0] = (uint8_t)(x >> 24);
+	p[1] = (uint8_t)(x >> 16);
+	p[2] = (uint8_t)(x >> 8);
+	p[3] = (uint8_t)x;
+}
+
+/* ";tag=" and our tag for req: one HMAC per response that needs a tag. The lengths go
+ * first so that no two (Call-ID, From tag, branch) triples feed the same bytes. */
+static void resp_to_tag(struct sipresp *r, struct sipresp_tag_key *key,
+			const struct sipmsg *req)
 {
 	static const char hex[] = "0123456789abcdef";
-	char tmp[16];
+	uint8_t lens[12], mac[DIGEST_HMAC_LEN];
+	char tag[2 * TAG_BYTES];
+	struct sip_str parts[4];
+	int err;
 
-	for (int i = 15; i >= 0; i--, v >>= 4)
-		tmp[i] = hex[v & 15];
-	sipresp_append(r, tmp, sizeof(tmp));
+	be32_put(lens, req->call_id.len);
+	be32_put(lens + 4, req->from_tag.len);
+	be32_put(lens + 8, req->branch.len);
+	parts[0] = (struct sip_str){.p = (const char *)lens, .len = sizeof(lens)};
+	parts[1] = req->call_id;
+	parts[2] = req->from_tag;
+	parts[3] = req->branch;
+	err = digest_hmac_run(key->mac, parts, 4, mac);
+	if (err) {
+		if (!r->err)
+			r->err = err;
+		return;
+	}
+	for (size_t i = 0; i < TAG_BYTES; i++) {
+		tag[2 * i] = hex[mac[i] >> 4];
+		tag[2 * i + 1] = hex[mac[i] & 15];
+	}
+	sipresp_append(r, ";tag=", 5);
+	sipresp_append(r, tag, sizeof(tag));
 }
 
 static void resp_printf(struct sipresp *r, const char *fmt, va_list ap)
@@ -234,15 +300,19 @@ static void resp_status_line(struct sipresp *r, int status, const char *reason)
 	sipresp_append(r, "\r\n", 2);
 }
 
-int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const char *reason,
-		  const struct sip_source *src)
+int sipresp_start(struct sipresp *r, struct sipresp_tag_key *key, const struct sipmsg *req,
+		  int status, const char *reason, const struct sip_source *src)
 {
 	struct sip_str value, e;
 	size_t pos = 0, lpos;
 	bool top = true;
 
-	if (!r || !req || status < 100 || status > 699)
+	if (!r)
 		return EINVAL;
+	if (!key || !req || status < 100 || status > 699) {
+		r->err = EINVAL; /* and sipresp_finish() refuses to finish it */
+		return EINVAL;
+	}
 	resp_status_line(r, status, reason);
 	while (sipmsg_hdr_next(req, SIPMSG_HDR_VIA, &pos, &value)) {
 		lpos = 0;
@@ -264,14 +334,8 @@ int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const
 	if (sipmsg_hdr_next(req, SIPMSG_HDR_TO, &pos, &value)) {
 		sipresp_append(r, "To: ", 4);
 		resp_unfolded(r, value.p, value.len);
-		if (req->to_tag.len == 0) {
-			/* the same request always gets the same tag, on every instance */
-			XXH64_hash_t h = XXH3_64bits(req->call_id.p, req->call_id.len);
-
-			h = XXH3_64bits_withSeed(req->from_tag.p, req->from_tag.len, h);
-			sipresp_append(r, ";tag=", 5);
-			resp_hex64(r, h);
-		}
+		if (req->to_tag.len == 0)
+			resp_to_tag(r, key, req);
 		sipresp_append(r, "\r\n", 2);
 	}
 	pos = 0;

@@ -1,5 +1,5 @@
 /* Building responses as text: status line, the request's Vias (top one with received and
- * rport per RFC 3261 §18.2.1 and RFC 3581), From, To (with our tag), Call-ID, CSeq, then
+ * rport per RFC 3261 §18.2.1 and RFC 3581), From, To (with our keyed tag), Call-ID, CSeq, then
  * whatever the caller adds. Also where a response goes (§18.2.2). */
 #ifndef SIPREG_SIPRESP_H
 #define SIPREG_SIPRESP_H
@@ -18,11 +18,21 @@ struct sipresp {
 	int err;      /* first ENOMEM seen; later appends are no-ops */
 };
 
-/* Start a response to req. When the request's To has no tag, one is added, derived from
- * the request (Call-ID, From tag) so repeated answers agree. Returns 0 or ENOMEM. The
- * buffer belongs to r: sipresp_clear(). */
-int sipresp_start(struct sipresp *r, const struct sipmsg *req, int status, const char *reason,
-		  const struct sip_source *src);
+/* The key our To tags are derived under (RFC 3261 §19.3 wants them unguessable): a tag is
+ * HMAC-SHA256(key, Call-ID, From tag, top Via branch), 64 bits in hex. Every instance
+ * holding the same key gives a request and its retransmissions the same tag; nobody
+ * without the key can predict one. Used by one thread at a time. key is copied into the
+ * HMAC's key schedule; wipe it after. Returns 0, ENOMEM or EIO; *kp:
+ * sipresp_tag_key_free(). */
+struct sipresp_tag_key;
+int sipresp_tag_key_alloc(struct sipresp_tag_key **kp, const uint8_t *key, size_t len);
+void sipresp_tag_key_free(struct sipresp_tag_key **kp);
+
+/* Start a response to req. When the request's To has no tag, one is added, derived under
+ * key (borrowed) so repeated answers agree. Returns 0, EINVAL (no key, bad status), ENOMEM
+ * or EIO. The buffer belongs to r: sipresp_clear(). */
+int sipresp_start(struct sipresp *r, struct sipresp_tag_key *key, const struct sipmsg *req,
+		  int status, const char *reason, const struct sip_source *src);
 /* Append "Name: value\r\n" with printf formatting. */
 void sipresp_header(struct sipresp *r, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -16,6 +16,9 @@
 #define S(lit) SIP_STR_LIT(lit)
 #define NOW    ((int64_t)1800000000)
 
+/* The key of the To tags the responses built here carry. */
+static struct sipresp_tag_key *tag_key;
+
 static char tmpdir[] = "/tmp/test_auth.XXXXXX";
 static char secret_a[256], secret_b[256];
 
@@ -100,7 +103,7 @@ static void challenge_text(struct auth *a, bool stale, int64_t now, char *out, s
 	out[0] = '\0';
 	if (!m)
 		return;
-	CHECK_INT(sipresp_start(&r, m, 401, "Unauthorized", &src), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, m, 401, "Unauthorized", &src), 0);
 	auth_challenge(a, &r, &realm, stale, now);
 	CHECK_INT(sipresp_finish(&r), 0);
 	snprintf(out, cap, "%.*s", (int)r.len, r.buf);
@@ -153,6 +156,46 @@ static void test_auth_nonce_round_trip_and_cluster_secret(void)
 	auth_free(&a2);
 	auth_free(&b);
 	CHECK(a == NULL);
+}
+
+/* The To tag a response to the test REGISTER gets under the tag key of a, into tag. */
+static void to_tag_under(struct auth *a, char *tag, size_t cap)
+{
+	struct sipmsg *m = register_with("sip:example.com", "");
+	struct sip_source src = {.proto = SIP_PROTO_UDP, .ip = "127.0.0.1", .port = 5062};
+	static const char to[] = "\r\nTo: <sip:alice@example.com>;tag=";
+	struct sipresp_tag_key *k = NULL;
+	struct sipresp r = {0};
+	const char *t, *e;
+
+	tag[0] = '\0';
+	CHECK_INT(auth_tag_key_alloc(a, &k), 0);
+	if (m && k && sipresp_start(&r, k, m, 200, "OK", &src) == 0) {
+		t = strstr(r.buf, to);
+		e = t ? strstr(t + 2, "\r\n") : NULL;
+		if (t && e)
+			snprintf(tag, cap, "%.*s", (int)(e - t - (sizeof(to) - 1)),
+				 t + sizeof(to) - 1);
+	}
+	sipresp_clear(&r);
+	sipresp_tag_key_free(&k);
+	sipmsg_free(&m);
+}
+
+static void test_auth_tag_key_follows_the_secret(void)
+{
+	struct auth *a = auth_new(secret_a), *a2 = auth_new(secret_a), *b = auth_new(secret_b);
+	char ta[64], ta2[64], tb[64];
+
+	to_tag_under(a, ta, sizeof(ta));
+	to_tag_under(a2, ta2, sizeof(ta2));
+	to_tag_under(b, tb, sizeof(tb));
+	CHECK_INT(strlen(ta), 16);
+	CHECK_STR(ta2, ta);
+	CHECK(tb[0] && strcmp(tb, ta) != 0);
+	auth_free(&a);
+	auth_free(&a2);
+	auth_free(&b);
 }
 
 static void test_auth_nonce_unique_per_challenge(void)
@@ -828,6 +871,10 @@ int main(void)
 	char cmd[64];
 
 	log_set_level(LOG_ERR);
+	if (sipresp_tag_key_alloc(&tag_key, (const uint8_t *)"test tag key", 12) != 0) {
+		puts("Bail out! cannot key HMAC-SHA256");
+		return 1;
+	}
 	if (!mkdtemp(tmpdir)) {
 		puts("1..0 # SKIP no temporary directory");
 		return 0;
@@ -838,6 +885,7 @@ int main(void)
 	write_file(secret_b, "0b9a884f1c2a8b9e0d7c6b5a4f3e2d1c\n", 0600);
 
 	RUN(test_auth_nonce_round_trip_and_cluster_secret);
+	RUN(test_auth_tag_key_follows_the_secret);
 	RUN(test_auth_nonce_unique_per_challenge);
 	RUN(test_auth_nonce_tampered_rejected);
 	RUN(test_auth_nonce_stale_after_ttl);
@@ -859,5 +907,6 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)
 		printf("# could not remove %s\n", tmpdir);
+	sipresp_tag_key_free(&tag_key);
 	CHECK_DONE();
 }

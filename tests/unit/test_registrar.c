@@ -11,6 +11,9 @@
 
 #define NOW 1700000000
 
+/* The key of the To tags the responses built here carry. */
+static struct sipresp_tag_key *tag_key;
+
 static const struct sip_source src = {
     .proto = SIP_PROTO_UDP,
     .ip = "127.0.0.1",
@@ -1085,7 +1088,7 @@ static void test_reply_lists_all_bindings_with_expires(void)
 	b[0] = binding_at("sip:alice@192.0.2.1", NOW + 3600, Q_NONE);
 	b[1] = binding_at("sip:alice@192.0.2.2;transport=tcp", NOW + 1, 500);
 	b[2] = binding_at("sips:alice@[2001:db8::1]:5061", NOW + 7200, 1000);
-	CHECK_INT(sipresp_start(&r, f.m, 200, "OK", &src), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, f.m, 200, "OK", &src), 0);
 	registrar_reply_ok(&r, &f.d, &set, NOW);
 	CHECK_INT(r.err, 0);
 	CHECK(resp_has_line(&r, "Contact: <sip:alice@192.0.2.1>;expires=3600"));
@@ -1113,7 +1116,7 @@ static void test_reply_skips_expired(void)
 	b[0] = binding_at("sip:old@192.0.2.1", NOW - 5, Q_NONE);
 	b[1] = binding_at("sip:now@192.0.2.1", NOW, Q_NONE);
 	b[2] = binding_at("sip:live@192.0.2.1", NOW + 60, 0);
-	CHECK_INT(sipresp_start(&r, f.m, 200, "OK", &src), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, f.m, 200, "OK", &src), 0);
 	registrar_reply_ok(&r, &f.d, &set, NOW);
 	CHECK_INT(resp_count(&r, "Contact:"), 1);
 	CHECK(resp_has_line(&r, "Contact: <sip:live@192.0.2.1>;expires=60;q=0"));
@@ -1132,7 +1135,7 @@ static void test_reply_empty_set_has_no_contact(void)
 		CHECK(0);
 		return;
 	}
-	CHECK_INT(sipresp_start(&r, f.m, 200, "OK", &src), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, f.m, 200, "OK", &src), 0);
 	registrar_reply_ok(&r, &f.d, &set, NOW);
 	CHECK_INT(resp_count(&r, "Contact:"), 0);
 	CHECK_INT(resp_count(&r, "Date: "), 1);
@@ -1156,7 +1159,7 @@ static void test_reply_q_and_instance_echoed(void)
 	b[0].reg_id = 1;
 	b[1] = binding_at("sip:alice@192.0.2.2", NOW + 600, 50);
 	b[1].instance = SIP_STR_LIT("<urn:uuid:def>");
-	CHECK_INT(sipresp_start(&r, f.m, 200, "OK", &src), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, f.m, 200, "OK", &src), 0);
 	registrar_reply_ok(&r, &f.d, &set, NOW);
 	CHECK(resp_has_line(&r, "Contact: <sip:alice@192.0.2.1;ob>;expires=600;q=0.125;"
 				"+sip.instance=\"<urn:uuid:abc>\";reg-id=1"));
@@ -1182,7 +1185,7 @@ static void test_reply_path_only_when_supported(void)
 		return;
 	}
 	EXPECT_ACCEPTED(&f);
-	CHECK_INT(sipresp_start(&r, f.m, 200, "OK", &src), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, f.m, 200, "OK", &src), 0);
 	registrar_reply_ok(&r, &f.d, &set, NOW);
 	CHECK(resp_has_line(&r, "Path: <sip:p1.example.com;lr>,<sip:p2.example.com;lr>"));
 	CHECK_INT(resp_count(&r, "Path:"), 1);
@@ -1191,7 +1194,7 @@ static void test_reply_path_only_when_supported(void)
 	/* A decision without Supported: path never echoes a Path (RFC 3261 §8.2.4). */
 	memset(&d, 0, sizeof(d));
 	d.req.path = SIP_STR_LIT("<sip:p1.example.com;lr>");
-	CHECK_INT(sipresp_start(&r, f.m, 200, "OK", &src), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, f.m, 200, "OK", &src), 0);
 	registrar_reply_ok(&r, &d, &set, NOW);
 	CHECK_INT(resp_count(&r, "Path:"), 0);
 	CHECK_INT(resp_count(&r, "Contact:"), 1);
@@ -1203,7 +1206,7 @@ static void test_reply_path_only_when_supported(void)
 		CHECK(0);
 		return;
 	}
-	CHECK_INT(sipresp_start(&r, f.m, 200, "OK", &src), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, f.m, 200, "OK", &src), 0);
 	registrar_reply_ok(&r, &f.d, &set, NOW);
 	CHECK_INT(resp_count(&r, "Path:"), 0);
 	sipresp_clear(&r);
@@ -1230,6 +1233,10 @@ static void test_outcome_status_mapping(void)
 
 int main(void)
 {
+	if (sipresp_tag_key_alloc(&tag_key, (const uint8_t *)"test tag key", 12) != 0) {
+		puts("Bail out! cannot key HMAC-SHA256");
+		return 1;
+	}
 	RUN(test_unknown_request_uri_domain_gets_404);
 	RUN(test_unknown_domain_403_when_configured);
 	RUN(test_request_uri_domain_case_insensitive);
@@ -1282,5 +1289,6 @@ int main(void)
 	RUN(test_reply_q_and_instance_echoed);
 	RUN(test_reply_path_only_when_supported);
 	RUN(test_outcome_status_mapping);
+	sipresp_tag_key_free(&tag_key);
 	CHECK_DONE();
 }

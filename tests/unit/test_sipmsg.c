@@ -1166,6 +1166,9 @@ static void test_libosip2_never_writes_stdout(void)
 
 /* ---- sipresp ---- */
 
+/* The key of the To tags the responses built here carry. */
+static struct sipresp_tag_key *tag_key;
+
 static const struct sip_source src4 = {
     .proto = SIP_PROTO_UDP, .ip = "198.51.100.7", .port = 40000};
 
@@ -1194,7 +1197,7 @@ static void test_resp_copies_vias_in_order(void)
 
 	if (!m)
 		return;
-	CHECK_INT(sipresp_start(&r, m, 200, "OK", &src4), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, m, 200, "OK", &src4), 0);
 	CHECK_INT(sipresp_finish(&r), 0);
 	CHECK(has(&r, "SIP/2.0 200 OK\r\n"
 		      "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKa1\r\n"
@@ -1214,7 +1217,7 @@ static void test_resp_received_added_when_host_differs(void)
 
 	if (!m)
 		return;
-	CHECK_INT(sipresp_start(&r, m, 200, "OK", &src4), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, m, 200, "OK", &src4), 0);
 	CHECK(has(&r, "Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK776asdhds;"
 		      "received=198.51.100.7\r\n"));
 	sipresp_clear(&r);
@@ -1231,7 +1234,7 @@ static void test_resp_no_received_when_host_is_source(void)
 
 	if (!m)
 		return;
-	CHECK_INT(sipresp_start(&r, m, 200, "OK", &s6), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, m, 200, "OK", &s6), 0);
 	CHECK(has(&r, "Via: SIP/2.0/UDP [2001:DB8::1]:5060;branch=z9hG4bKq\r\n"));
 	CHECK(!has(&r, "received"));
 	sipresp_clear(&r);
@@ -1247,7 +1250,7 @@ static void test_resp_rport_filled_and_received_added(void)
 
 	if (!m)
 		return;
-	CHECK_INT(sipresp_start(&r, m, 200, "OK", &src4), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, m, 200, "OK", &src4), 0);
 	/* received even though the host matches: rport asks for it (RFC 3581) */
 	CHECK(has(&r, "Via: SIP/2.0/UDP 198.51.100.7:5060;rport=40000;branch=z9hG4bKr;"
 		      "received=198.51.100.7\r\n"));
@@ -1264,44 +1267,89 @@ static void test_resp_rport_with_value_left_alone(void)
 
 	if (!m)
 		return;
-	CHECK_INT(sipresp_start(&r, m, 200, "OK", &src4), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, m, 200, "OK", &src4), 0);
 	CHECK(has(
 	    &r, "Via: SIP/2.0/UDP 192.0.2.1;rport=1234;branch=z9hG4bKs;received=198.51.100.7"));
 	sipresp_clear(&r);
 	sipmsg_free(&m);
 }
 
-static void test_resp_to_tag_added_and_stable(void)
+/* The tag our response to text gets under key, into tag (17 bytes); "" when none. */
+static void to_tag_of(struct sipresp_tag_key *key, const char *text, char *tag)
 {
-	struct sipmsg *m = must_parse(REG_HEAD END_LINES);
-	struct sipmsg *m2 = must_parse(REG_HEAD END_LINES);
-	struct sipmsg *m3 = must_parse(REG_LINE VIA_LINE TO_LINE FROM_LINE
-				       "Call-ID: another-call" CRLF CSEQ_LINE END_LINES);
-	struct sipresp r = {0}, r2 = {0}, r3 = {0};
-	const char *t1, *t3;
+	static const char to[] = "\r\nTo: Bob <sip:bob@example.com>;tag=";
+	struct sipmsg *m = must_parse(text);
+	struct sipresp r = {0};
+	const char *t, *e;
 
-	if (!m || !m2 || !m3)
-		goto out;
-	CHECK_INT(sipresp_start(&r, m, 401, "Unauthorized", &src4), 0);
-	CHECK_INT(sipresp_start(&r2, m2, 200, "OK", &src4), 0);
-	CHECK_INT(sipresp_start(&r3, m3, 200, "OK", &src4), 0);
-	t1 = r.buf ? strstr(r.buf, "To: Bob <sip:bob@example.com>;tag=") : NULL;
-	t3 = r3.buf ? strstr(r3.buf, "To: Bob <sip:bob@example.com>;tag=") : NULL;
-	CHECK(t1 != NULL && t3 != NULL);
-	if (t1 && t3) {
-		const char *e1 = strstr(t1, "\r\n"), *e3 = strstr(t3, "\r\n");
-
-		CHECK(e1 - t1 > 34);
-		CHECK(strstr(r2.buf, "\r\n") && memmem(r2.buf, r2.len, t1, (size_t)(e1 - t1)));
-		CHECK(e1 - t1 != e3 - t3 || memcmp(t1, t3, (size_t)(e1 - t1)) != 0);
+	tag[0] = '\0';
+	if (!m)
+		return;
+	CHECK_INT(sipresp_start(&r, key, m, 200, "OK", &src4), 0);
+	t = r.buf ? strstr(r.buf, to) : NULL;
+	e = t ? strstr(t + sizeof(to) - 1, "\r\n") : NULL;
+	CHECK(t && e);
+	if (t && e) {
+		t += sizeof(to) - 1;
+		CHECK_INT(e - t, 16);
+		if (e - t == 16)
+			memcpy(tag, t, 17);
+		tag[e - t == 16 ? 16 : 0] = '\0';
+		for (const char *c = tag; *c; c++)
+			CHECK((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'));
 	}
+	sipresp_clear(&r);
+	sipmsg_free(&m);
+}
+
+/* RFC 3261 §19.3: the tag is keyed, so only a holder of the key can tell it in advance;
+ * the same request under the same key (a retransmission, another instance of the cluster)
+ * gets the same tag, and so does the same request with another status. */
+static void test_resp_to_tag_keyed_stable_and_unpredictable(void)
+{
+	static const char base[] = REG_HEAD END_LINES;
+	static const char other_call[] = REG_LINE VIA_LINE TO_LINE FROM_LINE
+	    "Call-ID: another-call" CRLF CSEQ_LINE END_LINES;
+	static const char other_from[] = REG_LINE VIA_LINE TO_LINE
+	    "From: Bob <sip:bob@example.com>;tag=456249" CRLF CALLID_LINE CSEQ_LINE END_LINES;
+	static const char other_branch[] =
+	    REG_LINE "Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK776asdhdt" CRLF TO_LINE
+		FROM_LINE CALLID_LINE CSEQ_LINE END_LINES;
+	struct sipresp_tag_key *same = NULL, *other = NULL;
+	struct sipmsg *m = must_parse(base);
+	struct sipresp r = {0};
+	char t1[17], t2[17], t3[17];
+
+	CHECK_INT(sipresp_tag_key_alloc(&same, (const uint8_t *)"test tag key", 12), 0);
+	CHECK_INT(sipresp_tag_key_alloc(&other, (const uint8_t *)"test tag kez", 12), 0);
+	if (!same || !other || !m)
+		goto out;
+	to_tag_of(tag_key, base, t1);
+	CHECK(t1[0] != '\0');
+	to_tag_of(tag_key, base, t2);
+	CHECK_STR(t2, t1);
+	to_tag_of(same, base, t2);
+	CHECK_STR(t2, t1);
+	CHECK_INT(sipresp_start(&r, same, m, 401, "Unauthorized", &src4), 0);
+	CHECK(r.buf && strstr(r.buf, t1));
+	to_tag_of(other, base, t3);
+	CHECK(t3[0] && strcmp(t3, t1) != 0);
+	to_tag_of(tag_key, other_call, t3);
+	CHECK(t3[0] && strcmp(t3, t1) != 0);
+	to_tag_of(tag_key, other_from, t3);
+	CHECK(t3[0] && strcmp(t3, t1) != 0);
+	to_tag_of(tag_key, other_branch, t3);
+	CHECK(t3[0] && strcmp(t3, t1) != 0);
+	/* No key, no response: a tag must never fall back to something guessable. */
+	sipresp_clear(&r);
+	CHECK_INT(sipresp_start(&r, NULL, m, 200, "OK", &src4), EINVAL);
+	CHECK_INT(sipresp_finish(&r), EINVAL);
 out:
 	sipresp_clear(&r);
-	sipresp_clear(&r2);
-	sipresp_clear(&r3);
 	sipmsg_free(&m);
-	sipmsg_free(&m2);
-	sipmsg_free(&m3);
+	sipresp_tag_key_free(&same);
+	sipresp_tag_key_free(&other);
+	CHECK(same == NULL && other == NULL);
 }
 
 static void test_resp_to_tag_kept(void)
@@ -1313,7 +1361,7 @@ static void test_resp_to_tag_kept(void)
 
 	if (!m)
 		return;
-	CHECK_INT(sipresp_start(&r, m, 200, "OK", &src4), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, m, 200, "OK", &src4), 0);
 	CHECK(has(&r, "\r\nTo: <sip:bob@example.com>;tag=abc\r\n"));
 	CHECK(r.buf && !strstr(r.buf, "tag=abc;tag="));
 	sipresp_clear(&r);
@@ -1328,7 +1376,7 @@ static void test_resp_headers_and_finish(void)
 
 	if (!m)
 		return;
-	CHECK_INT(sipresp_start(&r, m, 423, "Interval Too Brief", &src4), 0);
+	CHECK_INT(sipresp_start(&r, tag_key, m, 423, "Interval Too Brief", &src4), 0);
 	sipresp_header(&r, "Min-Expires", "%u", 60u);
 	sipresp_append(&r, "X-Test: 1\r\n", 11);
 	CHECK_INT(sipresp_finish(&r), 0);
@@ -1480,7 +1528,7 @@ static void exercise(const struct sipmsg *m, const char *buf, size_t len)
 	for (size_t i = 0; i < m->n_contacts; i++)
 		sipmsg_uri_key(&m->contacts[i].uri, key, sizeof(key), &klen);
 	if (!m->is_response) {
-		sipresp_start(&r, m, 400, "Bad Request", &src4);
+		sipresp_start(&r, tag_key, m, 400, "Bad Request", &src4);
 		sipresp_finish(&r);
 	}
 	sipresp_clear(&r);
@@ -1712,6 +1760,10 @@ static void test_user_escape_matches_uri_aor_user(void)
 int main(int argc, char **argv)
 {
 	conformance_dir = argc > 1 ? argv[1] : NULL;
+	if (sipresp_tag_key_alloc(&tag_key, (const uint8_t *)"test tag key", 12) != 0) {
+		puts("Bail out! cannot key HMAC-SHA256");
+		return 1;
+	}
 
 	RUN(test_register_fields_filled);
 	RUN(test_expires_absent_is_minus_one);
@@ -1765,7 +1817,7 @@ int main(int argc, char **argv)
 	RUN(test_resp_no_received_when_host_is_source);
 	RUN(test_resp_rport_filled_and_received_added);
 	RUN(test_resp_rport_with_value_left_alone);
-	RUN(test_resp_to_tag_added_and_stable);
+	RUN(test_resp_to_tag_keyed_stable_and_unpredictable);
 	RUN(test_resp_to_tag_kept);
 	RUN(test_resp_headers_and_finish);
 	RUN(test_resp_date_rfc1123);
@@ -1777,5 +1829,6 @@ int main(int argc, char **argv)
 	RUN(test_torture_messages_match_expected_verdicts);
 	RUN(test_torture_messages_specific_answers);
 	RUN(test_user_escape_matches_uri_aor_user);
+	sipresp_tag_key_free(&tag_key);
 	CHECK_DONE();
 }
