@@ -8,7 +8,9 @@
  * never collide. Replays and failures are per instance: two fixed-size rings of entries
  * indexed by hmap. A ring slot is reused oldest-first, so memory is bounded whatever the
  * load, and every operation is O(1). Entries are keyed by a 64-bit seeded hash of the key
- * (nonce+nc, IP, username): a collision needs 2^32 live entries to become likely. */
+ * (nonce+nc, IP, username and IP): a collision needs 2^32 live entries to become likely.
+ * A user's failures count per source address, so nobody elsewhere can lock the user out;
+ * trusted sources (SBCs, proxies, a NAT of many phones) are never counted nor banned. */
 #include "auth.h"
 
 #include <ctype.h>
@@ -25,6 +27,7 @@
 #include "digest.h"
 #include "hmap.h"
 #include "log.h"
+#include "netaddr.h"
 
 _Static_assert((int)AUTH_ALG_MD5 == (int)DIGEST_MD5 &&
 		   (int)AUTH_ALG_SHA256 == (int)DIGEST_SHA256,
@@ -96,6 +99,7 @@ struct auth {
 	size_t n_off_domains;
 	uint32_t ban_max, ban_window, ban_time;
 	enum ban_action ban_action;
+	const struct netaddr_set *trusted; /* borrowed */
 	enum auth_alg offer[2];
 	size_t n_offer;
 	uint32_t salt_prefix;
@@ -269,7 +273,8 @@ static int ban_table_init(struct ban_table *t, size_t cap)
 	return hmap_init(&t->map, 256);
 }
 
-int auth_alloc(struct auth **ap, const struct auth_conf *conf)
+int auth_alloc(struct auth **ap, const struct auth_conf *conf,
+	       const struct netaddr_set *trusted)
 {
 	struct auth *a;
 	int err;
@@ -284,6 +289,7 @@ int auth_alloc(struct auth **ap, const struct auth_conf *conf)
 	a->ban_window = conf->ban.window ? conf->ban.window : 60;
 	a->ban_time = conf->ban.ban_time ? conf->ban.ban_time : 300;
 	a->ban_action = conf->ban.action;
+	a->trusted = trusted;
 	if (conf->n_algorithms == 0) {
 		a->offer[0] = AUTH_ALG_SHA256;
 		a->offer[1] = AUTH_ALG_MD5;
@@ -1018,14 +1024,23 @@ static bool ban_active(struct ban_table *t, uint64_t h, int64_t now)
 	return e && e->banned_until > now;
 }
 
+/* The key of (username, ip) in the user table: the hash of the address goes on with the
+ * name, so "alice" from two addresses are two entries. */
+static uint64_t ban_user_key(const char *ip, const struct sip_str *username)
+{
+	const char *addr = ip ? ip : "";
+
+	return hmap_hash_more(hmap_hash(addr, strlen(addr)), username->p, username->len);
+}
+
 bool auth_banned(struct auth *a, const char *ip, const struct sip_str *username, int64_t now)
 {
-	if (a->ban_max == 0)
+	if (a->ban_max == 0 || netaddr_set_contains_str(a->trusted, ip))
 		return false;
 	if (ip && *ip && ban_active(&a->ban_ip, hmap_hash(ip, strlen(ip)), now))
 		return true;
 	return username && username->len &&
-	       ban_active(&a->ban_user, hmap_hash(username->p, username->len), now);
+	       ban_active(&a->ban_user, ban_user_key(ip, username), now);
 }
 
 /* Count one failure for key; true when it started a ban. */
@@ -1053,19 +1068,20 @@ void auth_failure(struct auth *a, const char *ip, const struct sip_str *username
 {
 	char buf[LOG_ESC_SIZE];
 
-	if (a->ban_max == 0)
+	if (a->ban_max == 0 || netaddr_set_contains_str(a->trusted, ip))
 		return;
 	if (ip && *ip && ban_count(a, &a->ban_ip, hmap_hash(ip, strlen(ip)), now))
 		log_limited(&a->lim_ban_ip, LOG_WARN,
 			    "auth: %u failures from %s within %us: banned for %us", a->ban_max,
 			    ip, a->ban_window, a->ban_time);
 	if (username && username->len &&
-	    ban_count(a, &a->ban_user, hmap_hash(username->p, username->len), now))
+	    ban_count(a, &a->ban_user, ban_user_key(ip, username), now))
 		log_limited(&a->lim_ban_user, LOG_WARN,
-			    "auth: %u failures for user \"%s\" within %us: banned for %us",
+			    "auth: %u failures for user \"%s\" from %s within %us: "
+			    "banned there for %us",
 			    a->ban_max,
 			    log_escape(username->p, username->len, buf, sizeof(buf)),
-			    a->ban_window, a->ban_time);
+			    ip && *ip ? ip : "?", a->ban_window, a->ban_time);
 }
 
 enum ban_action auth_ban_action(const struct auth *a)

@@ -26,9 +26,13 @@ struct auth_creds {
 
 enum auth_nonce_state { AUTH_NONCE_VALID = 0, AUTH_NONCE_STALE, AUTH_NONCE_INVALID };
 
-/* Loads the secret from conf->secret_file (or makes a random one). Returns 0 or errno
- * (the log says why). *ap: auth_free(). */
-int auth_alloc(struct auth **ap, const struct auth_conf *conf);
+struct netaddr_set;
+
+/* Loads the secret from conf->secret_file (or makes a random one). trusted (borrowed, may
+ * be NULL; it must outlive *ap): sources never banned. Returns 0 or errno (the log says
+ * why). *ap: auth_free(). */
+int auth_alloc(struct auth **ap, const struct auth_conf *conf,
+	       const struct netaddr_set *trusted);
 void auth_free(struct auth **ap);
 
 /* The key of our To tags, derived from the nonce secret (auth.secret_file, or the
@@ -61,9 +65,11 @@ bool auth_may_register(const struct dir_user *u, const struct sip_str *aor);
 void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *realm, bool stale,
 		    int64_t now);
 
-/* Brute-force control: is the source IP or the username banned right now? */
+/* Brute-force control: is the source address banned, or username from that address, right
+ * now? A trusted source never is. */
 bool auth_banned(struct auth *a, const char *ip, const struct sip_str *username, int64_t now);
-/* Count a failed attempt (wrong password, unknown user with credentials). */
+/* Count a failed attempt (wrong password, unknown user with credentials) against the
+ * address and against (username, address); nothing is counted for a trusted source. */
 void auth_failure(struct auth *a, const char *ip, const struct sip_str *username, int64_t now);
 enum ban_action auth_ban_action(const struct auth *a);
 

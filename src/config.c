@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "hmap.h"
 #include "log.h"
+#include "netaddr.h"
 
 /* A config bigger than this is a mistake (a wrong file), not a config. */
 #define CONFIG_MAX_FILE (16u * 1024 * 1024)
@@ -1160,6 +1161,58 @@ static int cfg_instance_id(struct cfg_parse *p, yaml_node_t *node)
 	return 0;
 }
 
+/* trusted_sources: ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"], numeric only. */
+static int cfg_trusted_sources(struct cfg_parse *p, yaml_node_t *node)
+{
+	static const char usage[] =
+	    "expected an IPv4 or IPv6 address or prefix (\"10.0.0.0/8\", "
+	    "\"192.0.2.7\", \"2001:db8::/32\")";
+	char sub[CONFIG_PATH_MAX], got[80], q[48], net[NETADDR_PREFIX_STRLEN];
+	struct netaddr_prefix pfx;
+	size_t n;
+	int err;
+
+	err = cfg_sequence(p, node, "trusted_sources");
+	if (err)
+		return err;
+	err = netaddr_set_alloc(&p->cfg->trusted_sources);
+	if (err)
+		return err;
+	n = cfg_seq_len(node);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, node, i);
+
+		cfg_pathf(sub, "trusted_sources[%zu]", i);
+		if (!cfg_is_scalar(item) || cfg_is_null(item) ||
+		    strlen(cfg_text(item)) != item->data.scalar.length)
+			return cfg_fail(p, item, sub, "%s, %s", usage,
+					cfg_got(item, got, sizeof(got)));
+		err = netaddr_prefix_parse(cfg_text(item), &pfx);
+		if (err == ERANGE)
+			return cfg_fail(p, item, sub,
+					"\"%s\": the prefix length is at most 32 for IPv4, 128 "
+					"for IPv6",
+					cfg_quote(item, q, sizeof(q)));
+		if (err == EDOM) /* a typo that would trust more than meant, or less */
+			return cfg_fail(
+			    p, item, sub,
+			    "\"%s\" has address bits set past the prefix length (the "
+			    "network is %s)",
+			    cfg_quote(item, q, sizeof(q)),
+			    netaddr_prefix_format(&pfx, net, sizeof(net)));
+		if (err)
+			return cfg_fail(p, item, sub, "%s, got \"%s\"", usage,
+					cfg_quote(item, q, sizeof(q)));
+		err = netaddr_set_add(p->cfg->trusted_sources, &pfx);
+		if (err == EEXIST)
+			return cfg_fail(p, item, sub, "%s listed twice",
+					netaddr_prefix_format(&pfx, net, sizeof(net)));
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 /* Walks the root mapping in dependency order (see DESIGN above). */
 static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 {
@@ -1174,14 +1227,21 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 		F_AUTH,
 		F_LIMITS,
 		F_LOG,
+		F_TRUSTED,
 		F_N
 	};
 	struct cfg_field f[F_N] = {
-	    [F_INSTANCE] = {.name = "instance_id"}, [F_LISTEN] = {.name = "listen"},
-	    [F_DOMAINS] = {.name = "domains"},	    [F_REGISTRAR] = {.name = "registrar"},
-	    [F_DIRECTORY] = {.name = "directory"},  [F_LOCATION] = {.name = "location"},
-	    [F_USERS] = {.name = "users"},	    [F_AUTH] = {.name = "auth"},
-	    [F_LIMITS] = {.name = "limits"},	    [F_LOG] = {.name = "log"},
+	    [F_INSTANCE] = {.name = "instance_id"},
+	    [F_LISTEN] = {.name = "listen"},
+	    [F_DOMAINS] = {.name = "domains"},
+	    [F_REGISTRAR] = {.name = "registrar"},
+	    [F_DIRECTORY] = {.name = "directory"},
+	    [F_LOCATION] = {.name = "location"},
+	    [F_USERS] = {.name = "users"},
+	    [F_AUTH] = {.name = "auth"},
+	    [F_LIMITS] = {.name = "limits"},
+	    [F_LOG] = {.name = "log"},
+	    [F_TRUSTED] = {.name = "trusted_sources"},
 	};
 	struct config *cfg = p->cfg;
 	int err;
@@ -1243,6 +1303,11 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 	}
 	if (f[F_LOG].value) {
 		err = cfg_log(p, f[F_LOG].value);
+		if (err)
+			return err;
+	}
+	if (f[F_TRUSTED].value) {
+		err = cfg_trusted_sources(p, f[F_TRUSTED].value);
 		if (err)
 			return err;
 	}
@@ -1426,6 +1491,7 @@ void config_free(struct config **cfgp)
 	free(cfg->auth.secret_file);
 	cfg_strv_free(&cfg->auth.off_domains, &cfg->auth.n_off_domains);
 	free(cfg->instance_id);
+	netaddr_set_free(&cfg->trusted_sources);
 	free(cfg);
 	*cfgp = NULL;
 }

@@ -59,6 +59,8 @@ struct limits_conf {
 	uint32_t max_backend_delay_ms; /* 503 while the oldest backend call is older; 0: never */
 };
 
+struct netaddr_set;
+
 struct config {
 	char *path;
 	struct listen_spec *listen;
@@ -72,6 +74,8 @@ struct config {
 	struct limits_conf limits;
 	int log_level;              /* enum log_level */
 	char *instance_id;          /* default: hostname:pid */
+	/* trusted_sources: SBCs and proxies, never banned (netaddr.h); owned, NULL = none. */
+	struct netaddr_set *trusted_sources;
 };
 
 /* Load and validate a YAML file. On error returns EINVAL (or errno of the open) and writes

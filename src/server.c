@@ -623,7 +623,7 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 #else
 	srv->spare_keep = PENDING_SPARE_MAX;
 #endif
-	err = auth_alloc(&srv->auth, &cfg->auth);
+	err = auth_alloc(&srv->auth, &cfg->auth, cfg->trusted_sources);
 	if (err)
 		goto fail;
 	err = auth_tag_key_alloc(srv->auth, &srv->tag_key);

@@ -301,6 +301,45 @@ def test_auth_ban_needs_failures_within_the_window():
         check_eq(r.status, 200, "two failures in different windows do not ban")
 
 
+def test_auth_failures_from_one_source_do_not_lock_the_user_out_elsewhere():
+    # Bans key a user on (user, source): a guesser at 127.0.0.2 cannot keep alice at
+    # 127.0.0.3 from registering.
+    ban = {"max_failures": 3, "window": 60, "ban_time": 60, "action": "403"}
+    with Sipregd(auth_conf(ban=ban)) as d:
+        with d.client("udp", bind="127.0.0.2") as bad:
+            for _ in range(3):
+                fail_once(bad)
+            r = bad.transact(UA(bad, "alice").register_req())
+            check_eq(r.status if r else None, 403, "the guessing source is banned")
+            r, _ = register_with_auth(bad, "alice", "pw-alice", [contact_uri(bad, "alice")])
+            check_eq(r.status, 403, "even with the right password, from there")
+        for proto in ("udp", "tcp"):
+            with d.client(proto, bind="127.0.0.3") as good:
+                r, chal = register_with_auth(good, "alice", "pw-alice",
+                                             [contact_uri(good, "alice")], expires=600)
+                check(chal is not None, "challenged")
+                check_eq(r.status, 200, "alice from another source over " + proto)
+
+
+def test_auth_trusted_source_is_never_banned():
+    ban = {"max_failures": 2, "window": 60, "ban_time": 60, "action": "drop"}
+    cfg = auth_conf(ban=ban)
+    cfg["trusted_sources"] = ["10.0.0.0/8", "127.0.0.4", "2001:db8::/32"]
+    with Sipregd(cfg) as d:
+        with d.client("udp", bind="127.0.0.4") as sbc:
+            for _ in range(6):
+                fail_once(sbc)
+            r, _ = register_with_auth(sbc, "alice", "pw-alice", [contact_uri(sbc, "alice")],
+                                      expires=600)
+            check_eq(r.status, 200, "a trusted source is never banned")
+        # Another source still is.
+        with d.client("udp", bind="127.0.0.5") as other:
+            for _ in range(2):
+                fail_once(other)
+            other.send(UA(other, "alice").register_req())
+            other.expect_silence(1.0)
+
+
 def test_auth_off_per_domain_and_per_user():
     cfg = auth_conf(off_domains=["dev.example.com"])
     cfg["domains"] = [DOMAIN, "dev.example.com"]

@@ -788,10 +788,13 @@ def format_contact(c):
 
 
 class SipClient:
-    """One socket to a sipregd (UDP, or a kept TCP connection). Bounded timeouts."""
+    """One socket to a sipregd (UDP, or a kept TCP connection). Bounded timeouts. bind: the
+    local address to send from (another loopback address such as "127.0.0.2", to stand for
+    another source); default 127.0.0.1 or ::1. user_agent: a User-Agent header for every
+    request built by request()."""
 
     def __init__(self, target, proto="udp", family=socket.AF_INET, timeout=2.0,
-                 local_port=0, domain=DEFAULT_DOMAIN):
+                 local_port=0, domain=DEFAULT_DOMAIN, bind=None, user_agent=None):
         if isinstance(target, Sipregd):
             self.remote = target.addr(family)
         else:
@@ -801,15 +804,17 @@ class SipClient:
         self.timeout = timeout
         self.domain = domain
         self.buf = b""
-        local = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        local = bind or ("::1" if family == socket.AF_INET6 else "127.0.0.1")
         check(self.remote[0] in ("127.0.0.1", "::1") or self.remote[0].startswith("127."),
               "loopback only")
+        check(local == "::1" or local.startswith("127."), "bind to loopback only")
+        self.user_agent = user_agent
         if self.proto == "udp":
             self.sock = socket.socket(family, socket.SOCK_DGRAM)
             self.sock.bind((local, local_port))
         elif self.proto == "tcp":
             self.sock = socket.socket(family, socket.SOCK_STREAM)
-            if local_port:
+            if local_port or bind:
                 self.sock.bind((local, local_port))
             self.sock.settimeout(timeout)
             self.sock.connect(self.remote)
@@ -836,8 +841,11 @@ class SipClient:
     def request(self, method, user=None, ruri=None, to_user=None, call_id=None, cseq=None,
                 contacts=None, expires=None, headers=None, body=b"", domain=None, **kw):
         """A Request with sensible defaults: From/To sip:user@domain, Via with our real
-        sent-by and rport, a fresh branch, Call-ID and a rising CSeq."""
+        sent-by and rport, a fresh branch, Call-ID and a rising CSeq, and the client's
+        User-Agent when it has one."""
         domain = domain or self.domain
+        if self.user_agent:
+            headers = [("User-Agent", self.user_agent)] + list(headers or [])
         user = user or "probe"
         if cseq is None:
             self.cseq += 1

@@ -5,6 +5,7 @@
 #include "check.h"
 #include "digest.h"
 #include "log.h"
+#include "netaddr.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -53,7 +54,7 @@ static struct auth *auth_new(const char *secret_file)
 	struct auth_conf c = conf_base(secret_file);
 	struct auth *a = NULL;
 
-	CHECK_INT(auth_alloc(&a, &c), 0);
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	return a;
 }
 
@@ -260,20 +261,20 @@ static void test_auth_secret_file_checks(void)
 	snprintf(path, sizeof(path), "%s/world", tmpdir);
 	write_file(path, "0123456789abcdef0123456789abcdef\n", 0644);
 	c = conf_base(path);
-	CHECK_INT(auth_alloc(&a, &c), EACCES);
+	CHECK_INT(auth_alloc(&a, &c, NULL), EACCES);
 	CHECK(a == NULL);
 
 	snprintf(path, sizeof(path), "%s/short", tmpdir);
 	write_file(path, "0123456789abcde\n\n", 0600);
 	c = conf_base(path);
-	CHECK_INT(auth_alloc(&a, &c), EINVAL);
+	CHECK_INT(auth_alloc(&a, &c, NULL), EINVAL);
 
 	snprintf(path, sizeof(path), "%s/missing", tmpdir);
 	c = conf_base(path);
-	CHECK_INT(auth_alloc(&a, &c), ENOENT);
+	CHECK_INT(auth_alloc(&a, &c, NULL), ENOENT);
 
 	c = conf_base(tmpdir);
-	CHECK_INT(auth_alloc(&a, &c), EINVAL);
+	CHECK_INT(auth_alloc(&a, &c, NULL), EINVAL);
 
 	/* A trailing newline is not part of the secret: both files make the same nonces. */
 	char p1[300], p2[300], text[4096], nonce[128];
@@ -284,9 +285,9 @@ static void test_auth_secret_file_checks(void)
 	write_file(p1, "a-shared-cluster-secret-value\n", 0640);
 	write_file(p2, "a-shared-cluster-secret-value", 0600);
 	c = conf_base(p1);
-	CHECK_INT(auth_alloc(&x, &c), 0);
+	CHECK_INT(auth_alloc(&x, &c, NULL), 0);
 	c = conf_base(p2);
-	CHECK_INT(auth_alloc(&y, &c), 0);
+	CHECK_INT(auth_alloc(&y, &c, NULL), 0);
 	if (x && y) {
 		challenge_text(x, false, NOW, text, sizeof(text));
 		nonce_of(text, nonce, sizeof(nonce));
@@ -297,8 +298,8 @@ static void test_auth_secret_file_checks(void)
 
 	/* No secret file: a random secret, so two processes do not agree. */
 	c = conf_base(NULL);
-	CHECK_INT(auth_alloc(&x, &c), 0);
-	CHECK_INT(auth_alloc(&y, &c), 0);
+	CHECK_INT(auth_alloc(&x, &c, NULL), 0);
+	CHECK_INT(auth_alloc(&y, &c, NULL), 0);
 	if (x && y) {
 		challenge_text(x, false, NOW, text, sizeof(text));
 		nonce_of(text, nonce, sizeof(nonce));
@@ -354,7 +355,7 @@ static void test_auth_challenge_algorithm_order_configurable(void)
 
 	c.algorithms[0] = AUTH_ALG_MD5;
 	c.n_algorithms = 1;
-	CHECK_INT(auth_alloc(&a, &c), 0);
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	challenge_text(a, false, NOW, text, sizeof(text));
 	CHECK_INT(count_of(text, "WWW-Authenticate:"), 1);
 	CHECK_INT(count_of(text, "algorithm=MD5"), 1);
@@ -363,14 +364,14 @@ static void test_auth_challenge_algorithm_order_configurable(void)
 	c.algorithms[0] = AUTH_ALG_MD5;
 	c.algorithms[1] = AUTH_ALG_SHA256;
 	c.n_algorithms = 2;
-	CHECK_INT(auth_alloc(&a, &c), 0);
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	challenge_text(a, false, NOW, text, sizeof(text));
 	CHECK(strstr(text, "algorithm=MD5") < strstr(text, "algorithm=SHA-256"));
 	auth_free(&a);
 
 	c.algorithms[0] = 7;
 	c.n_algorithms = 1;
-	CHECK_INT(auth_alloc(&a, &c), EINVAL);
+	CHECK_INT(auth_alloc(&a, &c, NULL), EINVAL);
 }
 
 static void test_auth_creds_parse_good(void)
@@ -756,10 +757,11 @@ static void test_auth_ban_window_start_and_expiry(void)
 	auth_failure(a, "192.0.2.1", &alice, NOW + 1);
 	CHECK(!auth_banned(a, "192.0.2.1", &alice, NOW + 1));
 	auth_failure(a, "192.0.2.1", &alice, NOW + 2);
-	/* Banned by IP (any user) and by username (any IP). */
+	/* Banned: the address (any user), and alice from that address; alice from
+	 * elsewhere is not, or anyone could lock her out. */
 	CHECK(auth_banned(a, "192.0.2.1", &alice, NOW + 2));
 	CHECK(auth_banned(a, "192.0.2.1", &bob, NOW + 2));
-	CHECK(auth_banned(a, "198.51.100.7", &alice, NOW + 2));
+	CHECK(!auth_banned(a, "198.51.100.7", &alice, NOW + 2));
 	CHECK(!auth_banned(a, "198.51.100.7", &bob, NOW + 2));
 	CHECK(auth_banned(a, "192.0.2.1", NULL, NOW + 31));
 	CHECK(!auth_banned(a, "192.0.2.1", &alice, NOW + 32));
@@ -776,7 +778,7 @@ static void test_auth_ban_window_start_and_expiry(void)
 
 	c.ban.max_failures = 0;
 	c.ban.action = BAN_DROP;
-	CHECK_INT(auth_alloc(&a, &c), 0);
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	for (int i = 0; i < 20; i++)
 		auth_failure(a, "192.0.2.1", &alice, NOW);
 	CHECK(!auth_banned(a, "192.0.2.1", &alice, NOW));
@@ -799,15 +801,54 @@ static void test_auth_ban_table_bounded(void)
 		auth_failure(a, ip, NULL, NOW);
 	}
 	CHECK(!auth_banned(a, "192.0.2.1", NULL, NOW));
-	/* The username table is separate: a flood of IPs does not lift a user's ban. */
+	/* The (user, address) table is separate: a flood of addresses pushes the address
+	 * out of its table but does not lift the user's ban from it. */
 	for (int i = 0; i < 3; i++)
-		auth_failure(a, NULL, &alice, NOW);
+		auth_failure(a, "192.0.2.9", &alice, NOW);
 	for (unsigned i = 0; i < (1u << 16); i++) {
 		snprintf(ip, sizeof(ip), "11.%u.%u.1", i >> 8, i & 255);
 		auth_failure(a, ip, NULL, NOW);
 	}
+	CHECK(!auth_banned(a, "192.0.2.9", NULL, NOW));
 	CHECK(auth_banned(a, "192.0.2.9", &alice, NOW));
+	CHECK(!auth_banned(a, "192.0.2.10", &alice, NOW));
 	auth_free(&a);
+}
+
+/* Sources in the trusted set (SBCs, proxies, NATs) are never counted nor banned; the
+ * others still are. */
+static void test_auth_trusted_sources_never_banned(void)
+{
+	static const char *const trusted[] = {"10.0.0.0/8", "2001:db8::/32", "192.0.2.7"};
+	struct auth_conf c = conf_base(secret_a);
+	struct sip_str alice = S("alice");
+	struct netaddr_set *set = NULL;
+	struct netaddr_prefix pfx;
+	struct auth *a = NULL;
+
+	CHECK_INT(netaddr_set_alloc(&set), 0);
+	for (size_t i = 0; set && i < 3; i++) {
+		CHECK_INT(netaddr_prefix_parse(trusted[i], &pfx), 0);
+		CHECK_INT(netaddr_set_add(set, &pfx), 0);
+	}
+	CHECK_INT(auth_alloc(&a, &c, set), 0);
+	if (!a)
+		goto out;
+	for (int i = 0; i < 10; i++) {
+		auth_failure(a, "10.1.2.3", &alice, NOW);
+		auth_failure(a, "2001:db8::5", &alice, NOW);
+		auth_failure(a, "192.0.2.7", &alice, NOW);
+	}
+	CHECK(!auth_banned(a, "10.1.2.3", &alice, NOW));
+	CHECK(!auth_banned(a, "2001:db8::5", &alice, NOW));
+	CHECK(!auth_banned(a, "192.0.2.7", &alice, NOW));
+	for (int i = 0; i < 3; i++)
+		auth_failure(a, "192.0.2.8", &alice, NOW);
+	CHECK(auth_banned(a, "192.0.2.8", &alice, NOW));
+	CHECK(!auth_banned(a, "192.0.2.7", &alice, NOW));
+out:
+	auth_free(&a);
+	netaddr_set_free(&set);
 }
 
 static void test_auth_may_register_self_and_aliases(void)
@@ -856,12 +897,12 @@ static void test_auth_required_per_domain(void)
 
 	c.off_domains = off;
 	c.n_off_domains = 1;
-	CHECK_INT(auth_alloc(&a, &c), 0);
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	CHECK(auth_required(a, &prod));
 	CHECK(!auth_required(a, &dev));
 	auth_free(&a);
 	c.enabled = false;
-	CHECK_INT(auth_alloc(&a, &c), 0);
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	CHECK(!auth_required(a, &prod));
 	auth_free(&a);
 }
@@ -901,6 +942,7 @@ int main(void)
 	RUN(test_auth_nc_table_bounded_oldest_first);
 	RUN(test_auth_ban_window_start_and_expiry);
 	RUN(test_auth_ban_table_bounded);
+	RUN(test_auth_trusted_sources_never_banned);
 	RUN(test_auth_may_register_self_and_aliases);
 	RUN(test_auth_required_per_domain);
 

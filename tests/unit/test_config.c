@@ -11,6 +11,7 @@
 #include "check.h"
 #include "config.h"
 #include "log.h"
+#include "netaddr.h"
 
 static char errbuf[512];
 
@@ -78,7 +79,8 @@ static const char full_example[] =
     "limits: {max_message_size: 4096, max_tcp_connections: 100, tcp_idle_timeout: 60,\n"
     "         max_transactions: 5000, max_pending: 50, max_queue_delay_ms: 0,\n"
     "         max_backend_delay_ms: 300}\n"
-    "log: {level: debug}\n";
+    "log: {level: debug}\n"
+    "trusted_sources: [\"10.0.0.0/8\", 192.0.2.7, \"2001:db8::/32\"]\n";
 
 static void test_full_example_sets_every_field(void)
 {
@@ -165,6 +167,11 @@ static void test_full_example_sets_every_field(void)
 	CHECK_INT(cfg->limits.max_queue_delay_ms, 0);
 	CHECK_INT(cfg->limits.max_backend_delay_ms, 300);
 	CHECK_INT(cfg->log_level, LOG_DEBUG);
+	CHECK_INT(netaddr_set_count(cfg->trusted_sources), 3);
+	CHECK(netaddr_set_contains_str(cfg->trusted_sources, "10.9.8.7"));
+	CHECK(netaddr_set_contains_str(cfg->trusted_sources, "192.0.2.7"));
+	CHECK(netaddr_set_contains_str(cfg->trusted_sources, "2001:db8::1"));
+	CHECK(!netaddr_set_contains_str(cfg->trusted_sources, "192.0.2.8"));
 	CHECK(cfg->path == NULL);
 	config_free(&cfg);
 	CHECK(cfg == NULL);
@@ -213,6 +220,7 @@ static void check_defaults(const struct config *cfg)
 	CHECK_INT(cfg->limits.max_queue_delay_ms, 250);
 	CHECK_INT(cfg->limits.max_backend_delay_ms, 1000);
 	CHECK_INT(cfg->log_level, LOG_INFO);
+	CHECK(cfg->trusted_sources == NULL);
 	CHECK(gethostname(host, sizeof(host)) == 0);
 	host[sizeof(host) - 1] = '\0';
 	snprintf(want, sizeof(want), "%s:%ld", host, (long)getpid());
@@ -434,6 +442,29 @@ static void test_wrong_types_are_refused(void)
 	REFUSED("- a\n- b\n", 1, "", "expected a mapping");
 }
 
+static void test_trusted_sources_are_checked(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "trusted_sources: []\n"), 0);
+	CHECK(cfg && netaddr_set_count(cfg->trusted_sources) == 0);
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "trusted_sources:\n  - 127.0.0.4\n  - \"::1\"\n"), 0);
+	CHECK(cfg && netaddr_set_contains_str(cfg->trusted_sources, "127.0.0.4") &&
+	      netaddr_set_contains_str(cfg->trusted_sources, "::1") &&
+	      !netaddr_set_contains_str(cfg->trusted_sources, "127.0.0.5"));
+	config_free(&cfg);
+	REFUSED("trusted_sources: 10.0.0.0/8\n", 1, "trusted_sources", "expected a list");
+	REFUSED("trusted_sources: [sbc.example.com]\n", 1, "trusted_sources[0]",
+		"expected an IPv4 or IPv6 address or prefix");
+	REFUSED("trusted_sources: [10.0.0.0/8, [a]]\n", 1, "trusted_sources[1]", "got a list");
+	REFUSED("trusted_sources: [10.0.0.0/33]\n", 1, "trusted_sources[0]", "at most 32");
+	REFUSED("trusted_sources:\n  - 10.0.0.0/8\n  - 10.1.2.3/8\n", 3, "trusted_sources[1]",
+		"bits set past the prefix length (the network is 10.0.0.0/8)");
+	REFUSED("trusted_sources: [192.0.2.7, 192.0.2.7/32]\n", 1, "trusted_sources[1]",
+		"192.0.2.7/32 listed twice");
+}
+
 static void test_users_are_validated(void)
 {
 	REFUSED("users:\n  - {user: alice, password: x}\n", 2, "users[0]", "no domains");
@@ -627,6 +658,7 @@ int main(void)
 	RUN(test_registrar_values_are_checked);
 	RUN(test_unknown_keys_are_refused);
 	RUN(test_wrong_types_are_refused);
+	RUN(test_trusted_sources_are_checked);
 	RUN(test_users_are_validated);
 	RUN(test_duplicate_users_are_refused);
 	RUN(test_many_users_load_and_duplicates_found);
