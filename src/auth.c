@@ -58,6 +58,14 @@ _Static_assert((int)AUTH_ALG_MD5 == (int)DIGEST_MD5 &&
 #define RECLAIM_MAX 8
 
 #define AUTHZ_MAX 8 /* Authorization headers looked at */
+#define UA_MAX	  2048 /* User-Agent bytes a rule looks at */
+
+/* An auth.user_agents rule, its match lower-cased for the search. */
+struct ua_rule {
+	char *match;
+	size_t len;
+	struct auth_offer offer;
+};
 
 struct nc_entry {
 	struct hmap_node node;
@@ -100,8 +108,9 @@ struct auth {
 	uint32_t ban_max, ban_window, ban_time;
 	enum ban_action ban_action;
 	const struct netaddr_set *trusted; /* borrowed */
-	enum auth_alg offer[2];
-	size_t n_offer;
+	struct auth_offer offer;	   /* everyone no rule matches */
+	struct ua_rule *rules;
+	size_t n_rules;
 	uint32_t salt_prefix;
 	uint32_t salt_counter;
 	struct nc_table nc;
@@ -255,6 +264,22 @@ static int random_fill(void *p, size_t len)
 	return 0;
 }
 
+/* An offer from config values (enum auth_alg numbers), checked. */
+static int offer_set(struct auth_offer *o, const int *algs, size_t n)
+{
+	o->n = 0;
+	if (n == 0 || n > 2)
+		return EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (algs[i] != AUTH_ALG_MD5 && algs[i] != AUTH_ALG_SHA256) {
+			log_err("auth: unknown algorithm number %d", algs[i]);
+			return EINVAL;
+		}
+		o->alg[o->n++] = (enum auth_alg)algs[i];
+	}
+	return 0;
+}
+
 static int nc_table_init(struct nc_table *t, size_t cap)
 {
 	t->ring = calloc(cap, sizeof(*t->ring));
@@ -291,19 +316,35 @@ int auth_alloc(struct auth **ap, const struct auth_conf *conf,
 	a->ban_action = conf->ban.action;
 	a->trusted = trusted;
 	if (conf->n_algorithms == 0) {
-		a->offer[0] = AUTH_ALG_SHA256;
-		a->offer[1] = AUTH_ALG_MD5;
-		a->n_offer = 2;
+		a->offer.alg[0] = AUTH_ALG_MD5;
+		a->offer.n = 1;
 	} else {
-		for (size_t i = 0; i < conf->n_algorithms && i < 2; i++) {
-			if (conf->algorithms[i] != AUTH_ALG_MD5 &&
-			    conf->algorithms[i] != AUTH_ALG_SHA256) {
-				log_err("auth: unknown algorithm number %d",
-					conf->algorithms[i]);
-				err = EINVAL;
+		err = offer_set(&a->offer, conf->algorithms, conf->n_algorithms);
+		if (err)
+			goto fail;
+	}
+	if (conf->n_user_agents) {
+		a->rules = calloc(conf->n_user_agents, sizeof(*a->rules));
+		if (!a->rules) {
+			err = ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < conf->n_user_agents; i++) {
+			const struct auth_ua_rule *cr = &conf->user_agents[i];
+			struct ua_rule *ur = &a->rules[i];
+
+			a->n_rules++;
+			err = offer_set(&ur->offer, cr->algorithms, cr->n_algorithms);
+			if (err)
+				goto fail;
+			ur->match = strdup(cr->match ? cr->match : "");
+			if (!ur->match) {
+				err = ENOMEM;
 				goto fail;
 			}
-			a->offer[a->n_offer++] = (enum auth_alg)conf->algorithms[i];
+			ur->len = strlen(ur->match);
+			for (size_t j = 0; j < ur->len; j++)
+				ur->match[j] = (char)tolower((unsigned char)ur->match[j]);
 		}
 	}
 	if (conf->n_off_domains) {
@@ -385,6 +426,9 @@ void auth_free(struct auth **ap)
 	for (size_t i = 0; i < a->n_off_domains; i++)
 		free(a->off_domains[i]);
 	free(a->off_domains);
+	for (size_t i = 0; i < a->n_rules; i++)
+		free(a->rules[i].match);
+	free(a->rules);
 	if (a->nc.map.buckets)
 		hmap_destroy(&a->nc.map);
 	free(a->nc.ring);
@@ -792,8 +836,70 @@ enum auth_nonce_state auth_nonce_check(const struct auth *a, const struct auth_c
 	return AUTH_NONCE_VALID;
 }
 
-void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *realm, bool stale,
-		    int64_t now)
+/* Does hay contain needle (lower case), comparing hay case-insensitively? */
+static bool ci_contains(const char *hay, size_t hlen, const char *needle, size_t nlen)
+{
+	if (nlen == 0 || nlen > hlen)
+		return nlen == 0;
+	for (size_t i = 0; i + nlen <= hlen; i++) {
+		size_t j = 0;
+
+		while (j < nlen && tolower((unsigned char)hay[i + j]) == needle[j])
+			j++;
+		if (j == nlen)
+			return true;
+	}
+	return false;
+}
+
+/* Has u a secret that answers alg? The same test auth_response_ok() makes. */
+static bool user_can(const struct dir_user *u, enum auth_alg alg)
+{
+	const struct sip_str *stored = alg == AUTH_ALG_SHA256 ? &u->ha1_sha256 : &u->ha1_md5;
+
+	if (u->password.len)
+		return true;
+	return stored->len == digest_hex_len((enum digest_alg)alg) && all_hex(stored);
+}
+
+void auth_offer_for(const struct auth *a, const struct sipmsg *m, const struct dir_user *u,
+		    struct auth_offer *o)
+{
+	struct auth_offer kept = {.n = 0};
+	struct sip_str ua;
+	size_t pos = 0, n = 0;
+
+	*o = a->offer;
+	if (a->n_rules && m && sipmsg_hdr_next(m, SIPMSG_HDR_USER_AGENT, &pos, &ua)) {
+		size_t len = ua.len < UA_MAX ? ua.len : UA_MAX;
+
+		for (size_t i = 0; i < a->n_rules; i++) {
+			if (ci_contains(ua.p, len, a->rules[i].match, a->rules[i].len)) {
+				*o = a->rules[i].offer;
+				break;
+			}
+		}
+	}
+	if (!u)
+		return;
+	for (size_t i = 0; i < o->n; i++) {
+		if (user_can(u, o->alg[i]))
+			kept.alg[n++] = o->alg[i];
+	}
+	/* Nothing offered would do: offer what the user can answer. */
+	if (n == 0 && user_can(u, AUTH_ALG_SHA256))
+		kept.alg[n++] = AUTH_ALG_SHA256;
+	if (n == 0 && user_can(u, AUTH_ALG_MD5))
+		kept.alg[n++] = AUTH_ALG_MD5;
+	/* No secret at all: whatever the answer, it fails; the offer stays as it was. */
+	if (n) {
+		kept.n = n;
+		*o = kept;
+	}
+}
+
+void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *realm,
+		    const struct auth_offer *offer, bool stale, int64_t now)
 {
 	char nonce[NONCE_B64_LEN + 1];
 	char qrealm[2 * REALM_MAX + 1];
@@ -819,8 +925,8 @@ void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *rea
 		return;
 	}
 	/* appended piece by piece: printf would cost more than the nonce's HMAC */
-	for (size_t i = 0; i < a->n_offer; i++) {
-		const char *alg = digest_alg_name((enum digest_alg)a->offer[i]);
+	for (size_t i = 0; i < offer->n && i < 2; i++) {
+		const char *alg = digest_alg_name((enum digest_alg)offer->alg[i]);
 
 		sipresp_append_lit(r, "WWW-Authenticate: Digest realm=\"");
 		sipresp_append(r, qrealm, q);

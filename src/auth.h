@@ -61,9 +61,22 @@ bool auth_response_ok(const struct auth_creds *c, const struct dir_user *u,
 bool auth_nc_replayed(struct auth *a, const struct auth_creds *c, int64_t now);
 /* May the user named in c (found as u) register aor ("user@domain")? */
 bool auth_may_register(const struct dir_user *u, const struct sip_str *aor);
-/* Append the WWW-Authenticate challenges (SHA-256 first, then MD5) for realm. */
-void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *realm, bool stale,
-		    int64_t now);
+/* The digest algorithms a challenge offers, most preferred first. */
+struct auth_offer {
+	enum auth_alg alg[2];
+	size_t n; /* 1 or 2 */
+};
+/* What a 401 to m offers user u: the algorithms of the first auth.user_agents rule whose
+ * match m's User-Agent contains (any case), else auth.algorithms; of those, only the ones u
+ * has a secret for (an HA1 for it, or a password), since an answer to any other could only
+ * fail. When u has a secret for none of them, the ones it has. u NULL (no user to go by):
+ * no narrowing, what a user with a password is offered. */
+void auth_offer_for(const struct auth *a, const struct sipmsg *m, const struct dir_user *u,
+		    struct auth_offer *o);
+/* Append one WWW-Authenticate challenge per algorithm of offer, in its order, all with one
+ * fresh nonce, for realm. */
+void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *realm,
+		    const struct auth_offer *offer, bool stale, int64_t now);
 
 /* Brute-force control: is the source address banned, or username from that address, right
  * now? A trusted source never is. */

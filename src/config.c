@@ -691,28 +691,27 @@ static int cfg_ban(struct cfg_parse *p, yaml_node_t *node)
 	return 0;
 }
 
-/* auth.algorithms: the challenges offered, most preferred first (RFC 8760). Some clients
- * answer only the first challenge or fail on one they lack, hence the operator's order. */
-static int cfg_algorithms(struct cfg_parse *p, yaml_node_t *node)
+/* A list of challenge algorithms, most preferred first (RFC 8760), into algs[2] / *np:
+ * auth.algorithms and each auth.user_agents[i].algorithms. */
+static int cfg_algorithms(struct cfg_parse *p, yaml_node_t *node, const char *path, int *algs,
+			  size_t *np)
 {
-	struct auth_conf *ac = &p->cfg->auth;
 	char sub[CONFIG_PATH_MAX], got[80];
 	size_t n;
 	int err, alg;
 
-	err = cfg_sequence(p, node, "auth.algorithms");
+	err = cfg_sequence(p, node, path);
 	if (err)
 		return err;
 	n = cfg_seq_len(node);
 	if (n == 0)
-		return cfg_fail(p, node, "auth.algorithms", "needs MD5, SHA-256 or both");
-	if (n > sizeof(ac->algorithms) / sizeof(ac->algorithms[0]))
-		return cfg_fail(p, node, "auth.algorithms",
-				"at most MD5 and SHA-256, once each");
+		return cfg_fail(p, node, path, "needs MD5, SHA-256 or both");
+	if (n > 2)
+		return cfg_fail(p, node, path, "at most MD5 and SHA-256, once each");
 	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *item = cfg_seq_item(p, node, i);
 
-		cfg_pathf(sub, "auth.algorithms[%zu]", i);
+		cfg_pathf(sub, "%s[%zu]", path, i);
 		if (cfg_is_scalar(item) && strcasecmp(cfg_text(item), "MD5") == 0)
 			alg = AUTH_ALG_MD5;
 		else if (cfg_is_scalar(item) && strcasecmp(cfg_text(item), "SHA-256") == 0)
@@ -721,31 +720,108 @@ static int cfg_algorithms(struct cfg_parse *p, yaml_node_t *node)
 			return cfg_fail(p, item, sub, "expected MD5 or SHA-256, %s",
 					cfg_got(item, got, sizeof(got)));
 		for (size_t j = 0; j < i; j++) {
-			if (ac->algorithms[j] == alg)
+			if (algs[j] == alg)
 				return cfg_fail(p, item, sub, "listed twice");
 		}
-		ac->algorithms[i] = alg;
-		ac->n_algorithms = i + 1;
+		algs[i] = alg;
+		*np = i + 1;
 	}
+	return 0;
+}
+
+/* Longest auth.user_agents[i].match: a User-Agent longer than a line is no phone's. */
+#define CFG_UA_MATCH_MAX 256
+
+static void cfg_ua_rules_free(struct auth_conf *ac)
+{
+	for (size_t i = 0; i < ac->n_user_agents; i++)
+		free(ac->user_agents[i].match);
+	free(ac->user_agents);
+	ac->user_agents = NULL;
+	ac->n_user_agents = 0;
+}
+
+/* auth.user_agents: [{match: "...", algorithms: [...]}, ...], replacing the default rules. */
+static int cfg_user_agents(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct auth_conf *ac = &p->cfg->auth;
+	char path[CONFIG_PATH_MAX], sub[CONFIG_PATH_MAX];
+	size_t n;
+	int err;
+
+	err = cfg_sequence(p, node, "auth.user_agents");
+	if (err)
+		return err;
+	cfg_ua_rules_free(ac);
+	n = cfg_seq_len(node);
+	if (n == 0)
+		return 0;
+	ac->user_agents = calloc(n, sizeof(*ac->user_agents));
+	if (!ac->user_agents)
+		return ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct cfg_field f[] = {{.name = "match"}, {.name = "algorithms"}};
+		yaml_node_t *item = cfg_seq_item(p, node, i);
+		struct auth_ua_rule *rule = &ac->user_agents[i];
+
+		ac->n_user_agents++; /* counted first: config_free releases a half-filled one */
+		cfg_pathf(path, "auth.user_agents[%zu]", i);
+		err = cfg_map_fields(p, item, path, f, 2);
+		if (err)
+			return err;
+		if (!f[0].value || !f[1].value)
+			return cfg_fail(p, item, path, "needs match and algorithms");
+		cfg_path(sub, path, "match");
+		err = cfg_string(p, f[0].value, sub, &rule->match);
+		if (err)
+			return err;
+		if (strlen(rule->match) > CFG_UA_MATCH_MAX)
+			return cfg_fail(p, f[0].value, sub, "longer than %d bytes",
+					CFG_UA_MATCH_MAX);
+		cfg_path(sub, path, "algorithms");
+		err = cfg_algorithms(p, f[1].value, sub, rule->algorithms, &rule->n_algorithms);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int cfg_ua_rules_default(struct auth_conf *ac)
+{
+	ac->user_agents = calloc(1, sizeof(*ac->user_agents));
+	if (!ac->user_agents)
+		return ENOMEM;
+	ac->user_agents[0].match = strdup(AUTH_UA_DEFAULT_MATCH);
+	if (!ac->user_agents[0].match) {
+		free(ac->user_agents);
+		ac->user_agents = NULL;
+		return ENOMEM;
+	}
+	ac->user_agents[0].algorithms[0] = AUTH_ALG_SHA256;
+	ac->user_agents[0].algorithms[1] = AUTH_ALG_MD5;
+	ac->user_agents[0].n_algorithms = 2;
+	ac->n_user_agents = 1;
 	return 0;
 }
 
 /* `auth: off`, `auth: on`, or the full mapping. */
 static int cfg_auth(struct cfg_parse *p, yaml_node_t *node)
 {
-	struct cfg_field f[] = {{.name = "enabled"},   {.name = "secret_file"},
-				{.name = "nonce_ttl"}, {.name = "off_domains"},
-				{.name = "ban"},       {.name = "algorithms"}};
+	struct cfg_field f[] = {{.name = "enabled"},	{.name = "secret_file"},
+				{.name = "nonce_ttl"},	{.name = "off_domains"},
+				{.name = "ban"},	{.name = "algorithms"},
+				{.name = "user_agents"}};
 	struct auth_conf *ac = &p->cfg->auth;
 	char got[80];
 	int err;
 
 	if (cfg_is_scalar(node)) {
 		if (cfg_bool_text(node, &ac->enabled) != 0)
-			return cfg_fail(p, node, "auth",
-					"expected on, off or a mapping (enabled, secret_file, "
-					"nonce_ttl, off_domains, ban, algorithms), %s",
-					cfg_got(node, got, sizeof(got)));
+			return cfg_fail(
+			    p, node, "auth",
+			    "expected on, off or a mapping (enabled, secret_file, "
+			    "nonce_ttl, off_domains, ban, algorithms, user_agents), %s",
+			    cfg_got(node, got, sizeof(got)));
 		return 0;
 	}
 	err = cfg_map_fields(p, node, "auth", f, sizeof(f) / sizeof(f[0]));
@@ -777,8 +853,14 @@ static int cfg_auth(struct cfg_parse *p, yaml_node_t *node)
 		if (err)
 			return err;
 	}
-	if (f[5].value)
-		return cfg_algorithms(p, f[5].value);
+	if (f[5].value) {
+		err = cfg_algorithms(p, f[5].value, "auth.algorithms", ac->algorithms,
+				     &ac->n_algorithms);
+		if (err)
+			return err;
+	}
+	if (f[6].value)
+		return cfg_user_agents(p, f[6].value);
 	return 0;
 }
 
@@ -1119,6 +1201,8 @@ static int cfg_defaults(struct config *cfg)
 	cfg->auth.ban.window = 60;
 	cfg->auth.ban.ban_time = 300;
 	cfg->auth.ban.action = BAN_REPLY_403;
+	if (cfg_ua_rules_default(&cfg->auth) != 0)
+		return ENOMEM;
 	cfg->limits = (struct limits_conf){
 	    .max_message_size = 65535,
 	    .max_tcp_connections = 10000,
@@ -1490,6 +1574,7 @@ void config_free(struct config **cfgp)
 	free(cfg->users);
 	free(cfg->auth.secret_file);
 	cfg_strv_free(&cfg->auth.off_domains, &cfg->auth.n_off_domains);
+	cfg_ua_rules_free(&cfg->auth);
 	free(cfg->instance_id);
 	netaddr_set_free(&cfg->trusted_sources);
 	free(cfg);

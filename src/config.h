@@ -17,6 +17,18 @@ struct listen_spec {
 
 enum ban_action { BAN_REPLY_403 = 0, BAN_DROP };
 
+/* auth.user_agents[i]: clients whose User-Agent contains match (any case) are offered
+ * algorithms instead of auth.algorithms. */
+struct auth_ua_rule {
+	char *match;	     /* owned, non-empty */
+	int algorithms[2];   /* enum auth_alg values, most preferred first */
+	size_t n_algorithms; /* 1 or 2 */
+};
+
+/* Until a config says otherwise, clients a test verified to answer SHA-256 get [SHA-256,
+ * MD5] (RFC 8760); every other client gets [MD5], which every client in use answers. */
+#define AUTH_UA_DEFAULT_MATCH "Linphonec/5."
+
 struct auth_conf {
 	bool enabled;               /* `auth: off` -> false; default true */
 	char *secret_file;          /* shared nonce secret; NULL = random per process */
@@ -29,12 +41,16 @@ struct auth_conf {
 		uint32_t ban_time;      /* seconds (default 300) */
 		enum ban_action action;
 	} ban;
-	/* Challenges offered, most preferred first (RFC 8760), as enum auth_alg values
-	 * (0 = MD5, 1 = SHA-256): `algorithms: [SHA-256, MD5]`. n_algorithms 0 = that default.
-	 * Clients that read only the first challenge (sipp 3.6) or fail on any algorithm they
-	 * lack (baresip 1.0) need [MD5, SHA-256] or [MD5]. */
+	/* Challenges offered to clients no user_agents rule matches, most preferred first,
+	 * as enum auth_alg values (0 = MD5, 1 = SHA-256): `algorithms: [SHA-256, MD5]`.
+	 * n_algorithms 0 = the default [MD5]: clients that read only the first challenge
+	 * (sipp 3.6) or fail on any algorithm they lack (baresip 1.0) need MD5 alone. */
 	int algorithms[2];
 	size_t n_algorithms;
+	/* First match wins; the default is one rule, AUTH_UA_DEFAULT_MATCH -> [SHA-256, MD5].
+	 * `user_agents:` in the file replaces it (`[]`: no rules). */
+	struct auth_ua_rule *user_agents;
+	size_t n_user_agents;
 };
 
 struct registrar_conf {

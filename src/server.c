@@ -170,12 +170,15 @@ static void pending_abort(struct tsx *t, void *owner)
 	pending_free(p);
 }
 
-static void pending_challenge(struct reg_pending *p, bool stale)
+/* 401 with the challenges this client and user u (NULL: nobody known) can answer. */
+static void pending_challenge(struct reg_pending *p, const struct dir_user *u, bool stale)
 {
 	struct sipresp r = { 0 };
+	struct auth_offer offer;
 
+	auth_offer_for(p->srv->auth, p->msg, u, &offer);
 	sipresp_start(&r, p->srv->tag_key, p->msg, 401, "Unauthorized", &p->d.req.source);
-	auth_challenge(p->srv->auth, &r, &p->d.domain, stale, p->now);
+	auth_challenge(p->srv->auth, &r, &p->d.domain, &offer, stale, p->now);
 	pending_send(p, 401, &r);
 }
 
@@ -257,11 +260,11 @@ static void register_verify(struct reg_pending *p, const struct dir_user *u)
 		return;
 	}
 	if (p->nonce == AUTH_NONCE_STALE) {
-		pending_challenge(p, true);
+		pending_challenge(p, u, true);
 		return;
 	}
 	if (auth_nc_replayed(srv->auth, &p->creds, p->now)) {
-		pending_challenge(p, false);
+		pending_challenge(p, u, false);
 		return;
 	}
 	if (!auth_may_register(u, &p->d.req.aor)) {
@@ -322,7 +325,7 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 
 	rv = auth_creds_parse(p->msg, &p->d.domain, &p->creds);
 	if (rv == ENOENT) {
-		pending_challenge(p, false);
+		pending_challenge(p, u, false);
 		return;
 	}
 	if (rv != 0) {
@@ -344,7 +347,7 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 	}
 	p->nonce = auth_nonce_check(srv->auth, &p->creds, p->now);
 	if (p->nonce == AUTH_NONCE_INVALID) {
-		pending_challenge(p, false);
+		pending_challenge(p, u, false);
 		return;
 	}
 	/* The directory keys users by the canonical escaped user part; the digest username

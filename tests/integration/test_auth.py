@@ -1,7 +1,10 @@
-# Digest authentication end to end (issue 4): real sipregd processes on loopback, the
-# harness's SIP client answering challenges (MD5 and SHA-256), cluster nonces across
-# instances sharing or not sharing auth.secret_file, stale nonces, nc replay, wrong
-# passwords, AOR ownership and aliases, bans (403 and drop), auth off per domain and user.
+# Digest authentication end to end: real sipregd processes on loopback, the harness's SIP
+# client answering challenges (MD5 and SHA-256), which challenges each client and user is
+# offered (default MD5, auth.user_agents rules, per-user secrets, RFC 8760 by
+# configuration), cluster nonces across instances sharing or not sharing
+# auth.secret_file, stale nonces, nc replay, wrong passwords, AOR ownership and aliases,
+# bans (403 and drop, per user and source, trusted sources), what reaches the log, auth
+# off per domain and user.
 import hashlib
 import os
 import shutil
@@ -16,6 +19,11 @@ from sipreg_test import (UA, Sipregd, check, check_eq, contact_uri,  # noqa: E40
                          register_with_auth, run_tests, sipregd_path, to_yaml)
 
 DOMAIN = "example.com"
+# The harness client's User-Agent when it stands for an RFC 7616 client, and the rule that
+# offers such a client SHA-256 first (RFC 8760); RFC8760 offers it to every client.
+TEST_UA = "sipreg-test-client/1.0"
+TEST_UA_RULE = {"match": "sipreg-test-client", "algorithms": ["SHA-256", "MD5"]}
+RFC8760 = ["SHA-256", "MD5"]
 
 
 def secret_file(text, mode=0o600):
@@ -62,8 +70,39 @@ def answer(c, ua, req, chal, password, contacts=None, user=None, nc=1, cnonce=No
 # ---------------------------------------------------------------------------------------
 
 
-def test_auth_401_offers_sha256_then_md5_with_one_fresh_nonce():
+def test_auth_default_401_offers_md5_alone():
+    # The default configuration: every client in use answers MD5, and some fail on any
+    # other challenge (baresip 1.0) or read only the first (sipp).
     with Sipregd(auth_conf()) as d, d.client("udp") as c:
+        req, r = first_challenge(c, UA(c, "alice"))
+        ch = challenges(r)
+        check_eq([x.get("algorithm") for x in ch], ["MD5"], "algorithms")
+        check_eq(ch[0].get("qop"), "auth", "qop")
+        r2, _ = register_with_auth(c, "alice", "pw-alice", [contact_uri(c, "alice")],
+                                   expires=600, algorithm="MD5")
+        check_eq(r2.status, 200, "MD5 with the default configuration")
+
+
+def test_auth_user_agent_rule_offers_sha256_first_to_its_clients():
+    with Sipregd(auth_conf(user_agents=[TEST_UA_RULE])) as d:
+        for proto in ("udp", "tcp"):
+            with d.client(proto, user_agent=TEST_UA) as c:
+                req, r = first_challenge(c, UA(c, "alice"))
+                check_eq([x.get("algorithm") for x in challenges(r)], ["SHA-256", "MD5"],
+                         "challenges to a client the rule matches")
+                r2, _ = register_with_auth(c, "alice", "pw-alice", [contact_uri(c, "a")],
+                                           expires=600, algorithm="SHA-256")
+                check_eq(r2.status, 200, "SHA-256 over " + proto)
+            # Any other client: auth.algorithms, the default MD5.
+            with d.client(proto, user_agent="SomePhone/2.0") as c:
+                req, r = first_challenge(c, UA(c, "bob"))
+                check_eq([x.get("algorithm") for x in challenges(r)], ["MD5"],
+                         "challenges to another client")
+
+
+def test_auth_401_offers_sha256_then_md5_with_one_fresh_nonce():
+    # RFC 8760 for every client, by configuration.
+    with Sipregd(auth_conf(algorithms=RFC8760)) as d, d.client("udp") as c:
         req, r = first_challenge(c, UA(c, "alice"))
         ch = challenges(r)
         check_eq([x.get("algorithm") for x in ch], ["SHA-256", "MD5"], "algorithms in order")
@@ -78,13 +117,13 @@ def test_auth_401_offers_sha256_then_md5_with_one_fresh_nonce():
 
 
 def test_auth_md5_over_udp_and_sha256_over_tcp_register():
-    with Sipregd(auth_conf()) as d:
+    with Sipregd(auth_conf(user_agents=[TEST_UA_RULE])) as d:
         with d.client("udp") as c:
             r, chal = register_with_auth(c, "alice", "pw-alice", [contact_uri(c, "alice")],
                                          expires=600, algorithm="MD5")
             check_eq(r.status, 200, "MD5 over UDP")
             check(chal is not None, "was challenged")
-        with d.client("tcp") as c:
+        with d.client("tcp", user_agent=TEST_UA) as c:
             r, chal = register_with_auth(c, "bob", "pw-bob", [contact_uri(c, "bob")],
                                          expires=600, algorithm="SHA-256")
             check_eq(r.status, 200, "SHA-256 over TCP")
@@ -96,28 +135,42 @@ def test_auth_users_known_only_by_ha1():
     sha = hashlib.sha256(("hana:%s:hana-pw" % DOMAIN).encode()).hexdigest()
     users = [{"user": "hana", "ha1_md5": md5, "ha1_sha256": sha},
              {"user": "omar", "ha1_md5": hashlib.md5(
-                 ("omar:%s:omar-pw" % DOMAIN).encode()).hexdigest()}]
-    with Sipregd(dict(auth_conf(), users=users)) as d, d.client("udp") as c:
+                 ("omar:%s:omar-pw" % DOMAIN).encode()).hexdigest()},
+             {"user": "sara", "ha1_sha256": hashlib.sha256(
+                 ("sara:%s:sara-pw" % DOMAIN).encode()).hexdigest()}]
+    cfg = dict(auth_conf(user_agents=[TEST_UA_RULE]), users=users)
+    with Sipregd(cfg) as d, d.client("udp", user_agent=TEST_UA) as c:
         for alg in ("MD5", "SHA-256"):
             r, _ = register_with_auth(c, "hana", "hana-pw", [contact_uri(c, "hana")],
                                       expires=600, algorithm=alg)
             check_eq(r.status, 200, "hana with " + alg)
+        # Only an MD5 HA1 is known: omar is never offered SHA-256, even by the rule.
+        req, r = first_challenge(c, UA(c, "omar"))
+        check_eq([x.get("algorithm") for x in challenges(r)], ["MD5"], "offered to omar")
         r, _ = register_with_auth(c, "omar", "omar-pw", [contact_uri(c, "omar")],
                                   expires=600, algorithm="MD5")
         check_eq(r.status, 200, "omar with MD5")
-        # Only an MD5 HA1 is known: a SHA-256 answer cannot be checked, so it fails.
-        r, _ = register_with_auth(c, "omar", "omar-pw", [contact_uri(c, "omar")],
+        # A SHA-256 answer all the same cannot be checked, so it fails.
+        ua = UA(c, "omar")
+        req, r = first_challenge(c, ua)
+        chal = dict(pick_challenge(r, "MD5"), algorithm="SHA-256")
+        answer(c, ua, req, chal, "omar-pw", status=403)
+    # Only a SHA-256 HA1: a client offered MD5 by default is offered SHA-256 instead.
+    with Sipregd(dict(auth_conf(), users=users)) as d, d.client("udp") as c:
+        req, r = first_challenge(c, UA(c, "sara"))
+        check_eq([x.get("algorithm") for x in challenges(r)], ["SHA-256"], "offered to sara")
+        r, _ = register_with_auth(c, "sara", "sara-pw", [contact_uri(c, "sara")],
                                   expires=600, algorithm="SHA-256")
-        check_eq(r.status, 403, "omar with SHA-256")
+        check_eq(r.status, 200, "sara with SHA-256")
 
 
 def test_auth_nonce_from_instance_a_accepted_by_b_with_the_same_secret():
     shared = secret_file("cluster-secret-0123456789abcdef")
     other = secret_file("some-other-secret-fedcba9876543210")
     try:
-        with Sipregd(auth_conf(secret_file=shared), name="inst-a") as a, \
-                Sipregd(auth_conf(secret_file=shared), name="inst-b") as b, \
-                Sipregd(auth_conf(secret_file=other), name="inst-c") as x:
+        with Sipregd(auth_conf(secret_file=shared, algorithms=RFC8760), name="inst-a") as a, \
+                Sipregd(auth_conf(secret_file=shared, algorithms=RFC8760), name="inst-b") as b, \
+                Sipregd(auth_conf(secret_file=other, algorithms=RFC8760), name="inst-c") as x:
             with a.client("udp") as ca, b.client("udp") as cb, x.client("udp") as cx:
                 ua = UA(ca, "alice")
                 req, r = first_challenge(ca, ua)
@@ -196,7 +249,7 @@ def test_auth_replayed_nonce_count_is_challenged_again():
 
 
 def test_auth_wrong_password_gets_403_not_another_401():
-    with Sipregd(auth_conf()) as d, d.client("udp") as c:
+    with Sipregd(auth_conf(algorithms=RFC8760)) as d, d.client("udp") as c:
         for alg in ("MD5", "SHA-256"):
             ua = UA(c, "alice")
             req, r = first_challenge(c, ua)
@@ -241,7 +294,7 @@ def test_auth_user_registering_someone_elses_aor_gets_403():
 def test_auth_alias_may_be_registered_by_its_owner():
     users = [{"user": "alice", "password": "pw-alice", "aliases": ["support@" + DOMAIN]},
              {"user": "bob", "password": "pw-bob"}]
-    with Sipregd(dict(auth_conf(), users=users)) as d, d.client("udp") as c:
+    with Sipregd(dict(auth_conf(algorithms=RFC8760), users=users)) as d, d.client("udp") as c:
         ua = UA(c, "support")
         req, r = first_challenge(c, ua)
         r2, _ = answer(c, ua, req, pick_challenge(r, "SHA-256"), "pw-alice",

@@ -1,7 +1,9 @@
-# Many users answering digest challenges at once: sipp (package sip-tester) runs
-# tests/sipp/register-auth.xml (MD5, qop=auth) for N provisioned users over UDP and then
-# over TCP against a sipregd with auth on; every call must succeed, and the bindings must be
-# there afterwards (checked with the harness client, itself authenticating with SHA-256).
+# Many users answering digest challenges at once, under the DEFAULT challenge settings (no
+# auth.algorithms key): sipp (package sip-tester) runs tests/sipp/register-auth.xml, the
+# stock REGISTER / 401 auth="true" / REGISTER [authentication] scenario (sipp 3.6.1 reads
+# only the first challenge and answers only MD5, qop=auth), for N provisioned users over
+# UDP and then over TCP against a sipregd with auth on; every call must succeed, and the
+# bindings must be there afterwards (checked with the harness client, also with MD5).
 import os
 import sys
 
@@ -21,8 +23,7 @@ def users(expires):
 def config():
     return {"users": [{"user": "user%d" % i, "password": "pass%d" % i}
                       for i in range(1, N_USERS + 1)],
-            # sipp 3.6.1 reads only the first challenge and knows only MD5.
-            "auth": {"enabled": True, "algorithms": ["MD5", "SHA-256"]},
+            "auth": {"enabled": True},
             "limits": {"max_pending": 10000}}
 
 
@@ -38,7 +39,7 @@ def test_sipp_md5_digest_registers_many_users_over_udp_then_tcp():
         with d.client() as c:
             for i in (1, 2, 500, N_USERS):
                 u = "user%d" % i
-                r, chal = register_with_auth(c, u, "pass%d" % i, algorithm="SHA-256")
+                r, chal = register_with_auth(c, u, "pass%d" % i, algorithm="MD5")
                 check(chal is not None, "the query was challenged")
                 check_eq(r.status, 200, "authenticated query of %s" % u)
                 cm = r.contact_map()

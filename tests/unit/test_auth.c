@@ -93,23 +93,32 @@ static struct sipmsg *register_with(const char *ruri, const char *extra)
 	return msg_parse(buf);
 }
 
-/* The challenge headers of a 401 built for example.com, as text. */
-static void challenge_text(struct auth *a, bool stale, int64_t now, char *out, size_t cap)
+/* The challenge headers of a 401 built for example.com to a REGISTER with the extra header
+ * lines extra, offering what auth_offer_for() gives user u, as text. */
+static void challenge_for(struct auth *a, const char *extra, const struct dir_user *u,
+			  bool stale, int64_t now, char *out, size_t cap)
 {
-	struct sipmsg *m = register_with("sip:example.com", "");
+	struct sipmsg *m = register_with("sip:example.com", extra);
 	struct sip_source src = {.proto = SIP_PROTO_UDP, .ip = "127.0.0.1", .port = 5062};
 	struct sipresp r = {0};
 	struct sip_str realm = S("example.com");
+	struct auth_offer offer;
 
 	out[0] = '\0';
 	if (!m)
 		return;
+	auth_offer_for(a, m, u, &offer);
 	CHECK_INT(sipresp_start(&r, tag_key, m, 401, "Unauthorized", &src), 0);
-	auth_challenge(a, &r, &realm, stale, now);
+	auth_challenge(a, &r, &realm, &offer, stale, now);
 	CHECK_INT(sipresp_finish(&r), 0);
 	snprintf(out, cap, "%.*s", (int)r.len, r.buf);
 	sipresp_clear(&r);
 	sipmsg_free(&m);
+}
+
+static void challenge_text(struct auth *a, bool stale, int64_t now, char *out, size_t cap)
+{
+	challenge_for(a, "", NULL, stale, now, out, cap);
 }
 
 /* The nonce of the first challenge in text, copied to out. */
@@ -319,11 +328,34 @@ static size_t count_of(const char *hay, const char *needle)
 	return n;
 }
 
-static void test_auth_challenge_sha256_first_then_md5(void)
+/* Unless configured otherwise a client is offered MD5 alone: every client in use answers
+ * it, and some fail the registration when any challenge is not MD5 (baresip 1.0). */
+static void test_auth_challenge_default_is_md5_alone(void)
 {
 	struct auth *a = auth_new(secret_a);
 	char text[4096];
+
+	challenge_text(a, false, NOW, text, sizeof(text));
+	CHECK_INT(count_of(text, "\r\nWWW-Authenticate: Digest "), 1);
+	CHECK_INT(count_of(text, "algorithm=MD5\r\n"), 1);
+	CHECK(strstr(text, "SHA-256") == NULL);
+	auth_free(&a);
+}
+
+/* RFC 8760 for everyone: auth.algorithms [SHA-256, MD5]. */
+static void test_auth_challenge_sha256_first_then_md5(void)
+{
+	struct auth_conf c = conf_base(secret_a);
+	struct auth *a = NULL;
+	char text[4096];
 	const char *sha, *md5;
+
+	c.algorithms[0] = AUTH_ALG_SHA256;
+	c.algorithms[1] = AUTH_ALG_MD5;
+	c.n_algorithms = 2;
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
+	if (!a)
+		return;
 
 	challenge_text(a, false, NOW, text, sizeof(text));
 	CHECK_INT(count_of(text, "\r\nWWW-Authenticate: Digest "), 2);
@@ -372,6 +404,110 @@ static void test_auth_challenge_algorithm_order_configurable(void)
 	c.algorithms[0] = 7;
 	c.n_algorithms = 1;
 	CHECK_INT(auth_alloc(&a, &c, NULL), EINVAL);
+}
+
+/* The algorithms of each challenge in text, in order ("SHA-256,MD5"), into out. */
+static const char *algs_of(const char *text, char *out, size_t cap)
+{
+	const char *p = text;
+	size_t n = 0;
+
+	out[0] = '\0';
+	while ((p = strstr(p, "algorithm=")) != NULL) {
+		size_t len = strcspn(p + 10, ",\r");
+
+		n += (size_t)snprintf(out + n, cap - n, "%s%.*s", n ? "," : "", (int)len,
+				      p + 10);
+		if (n >= cap)
+			break;
+		p += 10;
+	}
+	return out;
+}
+
+/* auth.user_agents: the first rule whose match the User-Agent contains, any case. */
+static void test_auth_offer_per_user_agent_rule(void)
+{
+	struct auth_ua_rule rules[] = {
+	    {.match = "Linphonec/5.",
+	     .algorithms = {AUTH_ALG_SHA256, AUTH_ALG_MD5},
+	     .n_algorithms = 2},
+	    {.match = "sipreg-test", .algorithms = {AUTH_ALG_SHA256}, .n_algorithms = 1},
+	};
+	struct auth_conf c = conf_base(secret_a);
+	struct auth *a = NULL;
+	char text[4096], algs[64];
+
+	c.user_agents = rules;
+	c.n_user_agents = 2;
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
+	if (!a)
+		return;
+	challenge_for(a, "User-Agent: linphonec/5.1.65\r\n", NULL, false, NOW, text,
+		      sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "SHA-256,MD5");
+	challenge_for(a, "User-Agent: Linphonec/4.0.1\r\n", NULL, false, NOW, text,
+		      sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "MD5");
+	challenge_for(a, "User-Agent: my SIPREG-TEST-client 1.0\r\n", NULL, false, NOW, text,
+		      sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "SHA-256");
+	/* First match wins. */
+	challenge_for(a, "User-Agent: sipreg-test Linphonec/5.1\r\n", NULL, false, NOW, text,
+		      sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "SHA-256,MD5");
+	/* No User-Agent, or another one: auth.algorithms (here the default, MD5). */
+	challenge_for(a, "", NULL, false, NOW, text, sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "MD5");
+	challenge_for(a, "User-Agent: baresip v1.0.0 (x86_64/linux)\r\n", NULL, false, NOW,
+		      text, sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "MD5");
+	auth_free(&a);
+}
+
+/* Only what the user has a secret for is offered: an answer to anything else could only
+ * fail. */
+static void test_auth_offer_narrowed_to_the_users_secrets(void)
+{
+	struct auth_ua_rule rules[] = {
+	    {.match = "rfc8760",
+	     .algorithms = {AUTH_ALG_SHA256, AUTH_ALG_MD5},
+	     .n_algorithms = 2},
+	};
+	static const char ua[] = "User-Agent: rfc8760-phone\r\n";
+	struct dir_user pw = {.username = S("p"), .password = S("secret"), .enabled = true};
+	struct dir_user md5 = {.username = S("m"),
+			       .ha1_md5 = S("0123456789abcdef0123456789abcdef"),
+			       .enabled = true};
+	struct dir_user sha = {
+	    .username = S("s"),
+	    .ha1_sha256 = S("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+	    .enabled = true};
+	struct dir_user none = {.username = S("n"), .enabled = true};
+	struct auth_conf c = conf_base(secret_a);
+	struct auth *a = NULL;
+	char text[4096], algs[64];
+
+	c.user_agents = rules;
+	c.n_user_agents = 1;
+	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
+	if (!a)
+		return;
+	challenge_for(a, ua, &pw, false, NOW, text, sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "SHA-256,MD5");
+	challenge_for(a, ua, &md5, false, NOW, text, sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "MD5");
+	challenge_for(a, ua, &sha, false, NOW, text, sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "SHA-256");
+	/* A SHA-256-only user and a client offered MD5: SHA-256, the one that can work. */
+	challenge_for(a, "", &sha, false, NOW, text, sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "SHA-256");
+	/* Nobody to go by, or a user without any secret: the client's offer as it is. */
+	challenge_for(a, ua, NULL, false, NOW, text, sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "SHA-256,MD5");
+	challenge_for(a, ua, &none, false, NOW, text, sizeof(text));
+	CHECK_STR(algs_of(text, algs, sizeof(algs)), "SHA-256,MD5");
+	auth_free(&a);
 }
 
 static void test_auth_creds_parse_good(void)
@@ -931,8 +1067,11 @@ int main(void)
 	RUN(test_auth_nonce_tampered_rejected);
 	RUN(test_auth_nonce_stale_after_ttl);
 	RUN(test_auth_secret_file_checks);
+	RUN(test_auth_challenge_default_is_md5_alone);
 	RUN(test_auth_challenge_sha256_first_then_md5);
 	RUN(test_auth_challenge_algorithm_order_configurable);
+	RUN(test_auth_offer_per_user_agent_rule);
+	RUN(test_auth_offer_narrowed_to_the_users_secrets);
 	RUN(test_auth_creds_parse_good);
 	RUN(test_auth_creds_parse_malformed);
 	RUN(test_auth_creds_parse_from_message);

@@ -76,6 +76,9 @@ static const char full_example[] =
     "  off_domains: [dev.example.com]\n"
     "  ban: {max_failures: 5, window: 30, ban_time: 600, action: drop}\n"
     "  algorithms: [MD5, sha-256]\n"
+    "  user_agents:\n"
+    "    - {match: \"Acme Phone/2\", algorithms: [SHA-256, MD5]}\n"
+    "    - {match: legacy, algorithms: [md5]}\n"
     "limits: {max_message_size: 4096, max_tcp_connections: 100, tcp_idle_timeout: 60,\n"
     "         max_transactions: 5000, max_pending: 50, max_queue_delay_ms: 0,\n"
     "         max_backend_delay_ms: 300}\n"
@@ -159,6 +162,16 @@ static void test_full_example_sets_every_field(void)
 	CHECK_INT(cfg->auth.n_algorithms, 2);
 	CHECK_INT(cfg->auth.algorithms[0], AUTH_ALG_MD5);
 	CHECK_INT(cfg->auth.algorithms[1], AUTH_ALG_SHA256);
+	CHECK_INT(cfg->auth.n_user_agents, 2);
+	if (cfg->auth.n_user_agents == 2) {
+		CHECK_STR(cfg->auth.user_agents[0].match, "Acme Phone/2");
+		CHECK_INT(cfg->auth.user_agents[0].n_algorithms, 2);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], AUTH_ALG_SHA256);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[1], AUTH_ALG_MD5);
+		CHECK_STR(cfg->auth.user_agents[1].match, "legacy");
+		CHECK_INT(cfg->auth.user_agents[1].n_algorithms, 1);
+		CHECK_INT(cfg->auth.user_agents[1].algorithms[0], AUTH_ALG_MD5);
+	}
 	CHECK_INT(cfg->limits.max_message_size, 4096);
 	CHECK_INT(cfg->limits.max_tcp_connections, 100);
 	CHECK_INT(cfg->limits.tcp_idle_timeout, 60);
@@ -211,7 +224,15 @@ static void check_defaults(const struct config *cfg)
 	CHECK_INT(cfg->auth.ban.window, 60);
 	CHECK_INT(cfg->auth.ban.ban_time, 300);
 	CHECK_INT(cfg->auth.ban.action, BAN_REPLY_403);
+	/* MD5 for every client, except the ones a test verified to answer SHA-256. */
 	CHECK_INT(cfg->auth.n_algorithms, 0);
+	CHECK_INT(cfg->auth.n_user_agents, 1);
+	if (cfg->auth.n_user_agents == 1) {
+		CHECK_STR(cfg->auth.user_agents[0].match, "Linphonec/5.");
+		CHECK_INT(cfg->auth.user_agents[0].n_algorithms, 2);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], AUTH_ALG_SHA256);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[1], AUTH_ALG_MD5);
+	}
 	CHECK_INT(cfg->limits.max_message_size, 65535);
 	CHECK_INT(cfg->limits.max_tcp_connections, 10000);
 	CHECK_INT(cfg->limits.tcp_idle_timeout, 600);
@@ -281,6 +302,10 @@ static void test_auth_off_scalar_disables_auth(void)
 	config_free(&cfg);
 	CHECK_INT(load(&cfg, "auth: {enabled: false}\n"), 0);
 	CHECK(cfg && !cfg->auth.enabled);
+	config_free(&cfg);
+	/* user_agents replaces the default rules; [] leaves none. */
+	CHECK_INT(load(&cfg, "auth: {user_agents: []}\n"), 0);
+	CHECK(cfg && cfg->auth.n_user_agents == 0 && cfg->auth.user_agents == NULL);
 	config_free(&cfg);
 	REFUSED("auth: maybe\n", 1, "auth", "got \"maybe\"");
 }
@@ -427,6 +452,16 @@ static void test_wrong_types_are_refused(void)
 	REFUSED("auth:\n  algorithms: [MD5, md5]\n", 2, "auth.algorithms[1]", "twice");
 	REFUSED("auth:\n  algorithms: []\n", 2, "auth.algorithms", "needs MD5");
 	REFUSED("auth:\n  algorithms: MD5\n", 2, "auth.algorithms", "expected a list");
+	REFUSED("auth:\n  user_agents: {match: x}\n", 2, "auth.user_agents", "expected a list");
+	REFUSED("auth:\n  user_agents: [{match: x}]\n", 2, "auth.user_agents[0]",
+		"needs match and algorithms");
+	REFUSED("auth:\n  user_agents: [{match: \"\", algorithms: [MD5]}]\n", 2,
+		"auth.user_agents[0].match", "non-empty string");
+	REFUSED("auth:\n  user_agents: [{match: x, algorithms: [SHA-1]}]\n", 2,
+		"auth.user_agents[0].algorithms[0]", "expected MD5 or SHA-256");
+	REFUSED("auth:\n  user_agents: [{match: x, algorithms: [MD5]}, {match: y, "
+		"algorithms: [MD5], extra: 1}]\n",
+		2, "auth.user_agents[1].extra", "unknown key");
 	REFUSED("log: {level: verbose}\n", 1, "log.level", "got \"verbose\"");
 	REFUSED("limits: {max_message_size: 100}\n", 1, "limits.max_message_size", "512..");
 	REFUSED("limits: {max_queue_delay_ms: 40000}\n", 1, "limits.max_queue_delay_ms",
@@ -638,6 +673,15 @@ static void test_shipped_config_loads(void)
 		return;
 	}
 	CHECK(cfg->auth.enabled);
+	/* The same challenges as the built-in defaults. */
+	CHECK_INT(cfg->auth.n_algorithms, 1);
+	CHECK_INT(cfg->auth.algorithms[0], AUTH_ALG_MD5);
+	CHECK_INT(cfg->auth.n_user_agents, 1);
+	if (cfg->auth.n_user_agents == 1) {
+		CHECK_STR(cfg->auth.user_agents[0].match, AUTH_UA_DEFAULT_MATCH);
+		CHECK_INT(cfg->auth.user_agents[0].n_algorithms, 2);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], AUTH_ALG_SHA256);
+	}
 	CHECK(config_domain_known(cfg, "127.0.0.1", 9));
 	CHECK(cfg->n_users >= 3);
 	CHECK_STR(cfg->location.backend, "memory");
