@@ -54,7 +54,9 @@ int auth_creds_parse_value(const struct sip_str *value, struct auth_creds *c);
 enum auth_nonce_state auth_nonce_check(const struct auth *a, const struct auth_creds *c,
 				       int64_t now);
 /* Does the response match the user's credentials for this method? Uses the HA1 for the
- * algorithm, or the password. false when the directory has no secret for the algorithm. */
+ * algorithm, or the password. false when the directory has no secret for the algorithm.
+ * u NULL (nobody by that name): false, after the work a user with a password costs, so
+ * the answer takes no less time than for a user who exists. */
 bool auth_response_ok(const struct auth_creds *c, const struct dir_user *u,
 		      const struct sip_str *method);
 /* Record (nonce, nc) as used; true when it was already used (replay: challenge anew). */

@@ -68,6 +68,9 @@ struct reg_pending {
 	struct location_op *op;
 	struct auth_creds creds;
 	enum auth_nonce_state nonce;
+	/* registrar.unknown_user: 403 and the AOR's user is unknown or disabled: challenged
+	 * like anyone, refused once the challenge is answered, so nobody learns who exists. */
+	bool hidden;
 	char auth_user[REGISTRAR_AOR_MAX]; /* digest username, canonically escaped */
 	int64_t now;
 };
@@ -243,14 +246,17 @@ static void register_store(struct reg_pending *p)
 		pending_refused(p, err);
 }
 
-/* The credentials answered a challenge for user u: decide 200-path, 401 or 403. */
+/* The credentials answered a challenge for user u (NULL: nobody by that name): decide
+ * 200-path, 401 or 403. An unknown or disabled user costs the same digest work as one who
+ * exists, and fails the same way as a wrong password. */
 static void register_verify(struct reg_pending *p, const struct dir_user *u)
 {
 	struct server *srv = p->srv;
 	const struct sip_source *src = &p->d.req.source;
 	char user[LOG_ESC_SIZE], aor[LOG_ESC_SIZE];
+	bool ok = auth_response_ok(&p->creds, u, &p->msg->method_name);
 
-	if (!u || !u->enabled || !auth_response_ok(&p->creds, u, &p->msg->method_name)) {
+	if (!ok || !u->enabled) {
 		auth_failure(srv->auth, src->ip, &p->creds.username, p->now);
 		log_limited(
 		    &srv->lim_auth_failed, LOG_INFO, "auth: failed for \"%s\" from %s",
@@ -267,7 +273,9 @@ static void register_verify(struct reg_pending *p, const struct dir_user *u)
 		pending_challenge(p, u, false);
 		return;
 	}
-	if (!auth_may_register(u, &p->d.req.aor)) {
+	/* Right credentials of someone else for an AOR nobody holds: what a user who may not
+	 * register an existing AOR gets. */
+	if (p->hidden || !auth_may_register(u, &p->d.req.aor)) {
 		log_limited(
 		    &srv->lim_auth_owner, LOG_INFO,
 		    "auth: \"%s\" from %s may not register \"%s\"",
@@ -307,20 +315,26 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
 		return;
 	}
-	if (!u) {
-		pending_reply(p, rc->unknown_user_status,
-			      rc->unknown_user_status == 403 ? "Forbidden" : "Not Found", 0);
-		return;
-	}
-	if (!u->enabled) {
-		pending_reply(p, 403, "Forbidden", 0);
-		return;
-	}
-	if (u->max_contacts)
-		p->d.req.max_contacts = u->max_contacts;
-	if (u->auth_off || !auth_required(srv->auth, &p->d.domain)) {
-		register_store(p);
-		return;
+	if (!u || !u->enabled) {
+		/* Without auth nothing can be hidden: a known user would register at once. */
+		if (rc->unknown_user_status != 403 || !auth_required(srv->auth, &p->d.domain)) {
+			if (u)
+				pending_reply(p, 403, "Forbidden", 0);
+			else
+				pending_reply(p, rc->unknown_user_status,
+					      rc->unknown_user_status == 403 ? "Forbidden"
+									     : "Not Found",
+					      0);
+			return;
+		}
+		p->hidden = true;
+	} else {
+		if (u->max_contacts)
+			p->d.req.max_contacts = u->max_contacts;
+		if (u->auth_off || !auth_required(srv->auth, &p->d.domain)) {
+			register_store(p);
+			return;
+		}
 	}
 
 	rv = auth_creds_parse(p->msg, &p->d.domain, &p->creds);
@@ -358,7 +372,7 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 		return;
 	}
 	auth_user = (struct sip_str){ .p = p->auth_user, .len = len };
-	if (sip_str_eq(&auth_user, &u->username)) {
+	if (sip_str_eq(&auth_user, u ? &u->username : &p->d.user)) {
 		register_verify(p, u);
 		return;
 	}

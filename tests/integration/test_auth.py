@@ -393,6 +393,70 @@ def test_auth_trusted_source_is_never_banned():
             other.expect_silence(1.0)
 
 
+def shape(resp):
+    """What a 401 shows apart from its per-request values: the header names in order and
+    each challenge with its nonce reduced to its length and alphabet."""
+    out = [n for n, _ in resp.headers]
+    for ch in challenges(resp):
+        nonce = ch.pop("nonce", "")
+        ch["nonce"] = (len(nonce), all(x.isalnum() or x in "-_" for x in nonce))
+        out.append(sorted(ch.items()))
+    return out
+
+
+def test_auth_unknown_user_403_hides_who_exists_until_the_challenge_is_answered():
+    # registrar.unknown_user: 403 promises not to tell who exists: an unknown and a
+    # disabled user are challenged exactly like a known one, and refused only once the
+    # challenge is answered; that refusal counts towards a ban like a wrong password.
+    users = [{"user": "alice", "password": "pw-alice"},
+             {"user": "dora", "password": "pw-dora", "enabled": False}]
+    ban = {"max_failures": 4, "window": 60, "ban_time": 60, "action": "403"}
+    cfg = dict(auth_conf(ban=ban, user_agents=[TEST_UA_RULE]), users=users,
+               registrar={"unknown_user": 403})
+    with Sipregd(cfg) as d:
+        for ua_name in (None, TEST_UA):
+            with d.client("udp", user_agent=ua_name) as c:
+                _, known = first_challenge(c, UA(c, "alice"))
+                for who in ("ghost", "dora"):
+                    _, r = first_challenge(c, UA(c, who))
+                    check_eq(shape(r), shape(known), "401 to %s vs alice (%s)" % (who, ua_name))
+        with d.client("udp", bind="127.0.0.2") as c:
+            # The answered challenge of an unknown or disabled user: 403, as for a wrong
+            # password; the right password of a disabled user changes nothing.
+            for who, pw in (("ghost", "whatever"), ("dora", "pw-dora"), ("ghost", "x")):
+                ua = UA(c, who)
+                req, r = first_challenge(c, ua)
+                answer(c, ua, req, pick_challenge(r, "MD5"), pw, status=403)
+            # Someone's right credentials for an AOR nobody holds: 403 as for someone
+            # else's AOR, and no failure counted.
+            ua = UA(c, "ghost")
+            req, r = first_challenge(c, ua)
+            answer(c, ua, req, pick_challenge(r, "MD5"), "pw-alice", user="alice", status=403)
+            r = c.transact(UA(c, "alice").register_req())
+            check_eq(r.status if r else None, 401, "three failures: not banned yet")
+            ua = UA(c, "ghost")
+            req, r = first_challenge(c, ua)
+            answer(c, ua, req, pick_challenge(r, "MD5"), "x", status=403)
+            # The fourth failure banned the source: now 403 before any challenge.
+            r = c.transact(UA(c, "alice").register_req())
+            check_eq(r.status if r else None, 403, "banned after four failures")
+        with d.client("udp") as c:
+            r, _ = register_with_auth(c, "alice", "pw-alice", [contact_uri(c, "alice")])
+            check_eq(r.status, 200, "alice still registers")
+
+
+def test_auth_unknown_user_404_by_default_answers_at_once():
+    users = [{"user": "alice", "password": "pw-alice"},
+             {"user": "dora", "password": "pw-dora", "enabled": False}]
+    with Sipregd(dict(auth_conf(), users=users)) as d, d.client("udp") as c:
+        r = c.transact(UA(c, "ghost").register_req())
+        check_eq(r.status if r else None, 404, "unknown user, default unknown_user")
+        r = c.transact(UA(c, "dora").register_req())
+        check_eq(r.status if r else None, 403, "disabled user")
+        check(not r.has("www-authenticate"), "no challenge for a disabled user")
+        first_challenge(c, UA(c, "alice"))
+
+
 def test_auth_off_per_domain_and_per_user():
     cfg = auth_conf(off_domains=["dev.example.com"])
     cfg["domains"] = [DOMAIN, "dev.example.com"]

@@ -759,6 +759,8 @@ static void test_auth_response_ok_password_and_ha1(void)
 	v = sip_str_c(value);
 	CHECK_INT(auth_creds_parse_value(&v, &c), 0);
 	CHECK(auth_response_ok(&c, &u, &method));
+	/* Nobody by that name: never ok, whatever the answer. */
+	CHECK(!auth_response_ok(&c, NULL, &method));
 	/* The method is part of the hash. */
 	struct sip_str other = S("OPTIONS");
 
