@@ -19,9 +19,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "hmap.h"
-#include "log.h"
-#include "sipreg/location_backend.h"
+#include "memory.h"
+#include "sipreg/hmap.h"
+#include "sipreg/log.h"
 
 #define MEM_WHEEL_SLOTS 4096u /* seconds; a power of two */
 #define MEM_WHEEL_MASK	(MEM_WHEEL_SLOTS - 1)
@@ -59,7 +59,7 @@ struct mem_name {
 	struct mem_user *target;
 };
 
-enum mem_op_kind { MEM_APPLY, MEM_FETCH, MEM_SWEEP, MEM_ITERATE, MEM_FIND_USER };
+enum mem_op_kind { MEM_APPLY, MEM_FETCH, MEM_ITERATE, MEM_FIND_USER };
 
 /* One contact of a queued apply: the binding it would store, prepared at submit. */
 struct mem_change {
@@ -640,7 +640,7 @@ static void dir_name_add(struct mem_be *be, const struct sip_str *user,
 	hmap_insert(&be->names, &e->node, hmap_hash(user->p, user->len));
 }
 
-static int dir_user_copy(struct mem_user *mu, const struct conf_user *cu)
+static int dir_user_copy(struct mem_user *mu, const struct mem_conf_user *cu)
 {
 	int err = 0;
 
@@ -670,7 +670,7 @@ static int dir_user_copy(struct mem_user *mu, const struct conf_user *cu)
 }
 
 /* Copy the users of conf and index them by name and by alias. Returns 0 or ENOMEM. */
-static int dir_load(struct mem_be *be, const struct location_conf *conf)
+static int dir_load(struct mem_be *be, const struct mem_conf *conf)
 {
 	size_t n_names = 0;
 	int err;
@@ -687,7 +687,7 @@ static int dir_load(struct mem_be *be, const struct location_conf *conf)
 	if (!be->users || !be->name_v)
 		return ENOMEM;
 	for (size_t i = 0; i < conf->n_users; i++) {
-		const struct conf_user *cu = &conf->users[i];
+		const struct mem_conf_user *cu = &conf->users[i];
 		struct mem_user *mu = &be->users[be->n_users];
 
 		if (!cu->user) {
@@ -766,21 +766,6 @@ static void run_iterate(struct mem_be *be, struct mem_op *op, const bool *alive)
 	op->cb.iterate(0, NULL, op->arg);
 }
 
-static size_t run_sweep(struct mem_be *be, int64_t now)
-{
-	struct hmap_node *n, *tmp;
-	size_t i, removed = 0;
-
-	HMAP_FOREACH_SAFE(&be->aors, n, tmp, i)
-	{
-		struct mem_aor *rec = hmap_entry(n, struct mem_aor, node);
-
-		removed += aor_prune(be, rec, now);
-		aor_release_if_empty(be, rec);
-	}
-	return removed;
-}
-
 static void run_find_user(struct mem_be *be, struct mem_op *op)
 {
 	const struct mem_user *mu = dir_lookup(be, &op->s1, &op->s2);
@@ -817,9 +802,6 @@ static void op_run(struct mem_be *be, struct mem_op *op, int err, const bool *al
 				set = result_fill(be, rec, op->now);
 		}
 		op->cb.fetch(err, &set, op->arg);
-		break;
-	case MEM_SWEEP:
-		op->cb.sweep(err, err ? 0 : run_sweep(be, op->now), op->arg);
 		break;
 	case MEM_ITERATE:
 		if (err)
@@ -900,12 +882,15 @@ static void mem_close(void *p)
 	free(be);
 }
 
-static int mem_open(void **bep, const struct location_conf *conf, struct event_base *base)
+static int mem_open(void **bep, const void *confp, struct event_base *base,
+		    const char *instance_id)
 {
+	const struct mem_conf *conf = confp;
 	struct timeval tick = {.tv_sec = 1};
 	struct mem_be *be;
 	int err;
 
+	(void)instance_id;
 	if (!bep || !conf || !base)
 		return EINVAL;
 	*bep = NULL;
@@ -991,21 +976,6 @@ static int mem_fetch(void *p, const struct sip_str *aor, int64_t now, location_f
 	return op_queue(be, op);
 }
 
-static int mem_sweep(void *p, int64_t now, location_sweep_h *cb, void *arg)
-{
-	struct mem_be *be = p;
-	struct mem_op *op;
-
-	if (be->closing)
-		return ECANCELED;
-	op = op_new(MEM_SWEEP, arg, NULL, NULL);
-	if (!op)
-		return ENOMEM;
-	op->cb.sweep = cb;
-	op->now = now;
-	return op_queue(be, op);
-}
-
 static int mem_iterate(void *p, int64_t now, location_iter_h *cb, void *arg)
 {
 	struct mem_be *be = p;
@@ -1036,13 +1006,24 @@ static int mem_find_user(void *p, const struct sip_str *user, const struct sip_s
 	return op_queue(be, op);
 }
 
+/* One process, one memory store: a memory directory and a memory location are one. */
+static bool mem_same_store(const void *a, const void *b)
+{
+	(void)a;
+	(void)b;
+	return true;
+}
+
 const struct location_backend location_backend_memory = {
     .name = "memory",
+    .reads_users = true,
+    .configure = mem_configure,
+    .conf_free = mem_conf_free,
+    .same_store = mem_same_store,
     .open = mem_open,
     .close = mem_close,
     .apply = mem_apply,
     .fetch = mem_fetch,
-    .sweep = mem_sweep,
     .iterate = mem_iterate,
     .find_user = mem_find_user,
 };

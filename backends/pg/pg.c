@@ -41,9 +41,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
-#include "hmap.h"
-#include "log.h"
+#include "sipreg/clock.h"
+#include "sipreg/hmap.h"
+#include "sipreg/log.h"
+#include "pg_conf.h"
 #include "sipreg/location_backend.h"
 
 #define PG_DEFAULT_POOL	      4u
@@ -145,7 +146,6 @@ static const struct pg_stmt_def pg_stmts[STMT_N] = {
 enum pg_kind {
 	PG_APPLY,
 	PG_FETCH,
-	PG_SWEEP,
 	PG_ITERATE,
 	PG_FIND_USER,
 	/* internal: no caller callback */
@@ -823,9 +823,6 @@ static void op_deliver(struct pg_op *op)
 		op->cb.fetch(err, &set, op->arg);
 		break;
 	}
-	case PG_SWEEP:
-		op->cb.sweep(err, (err || op->skipped) ? 0 : (size_t)res_i64(r, 0, 0), op->arg);
-		break;
 	case PG_ITERATE: {
 		/* One page of rows by primary key (short statements, bounded memory), then the
 		 * next page as a new query, until a page comes back short. */
@@ -1635,12 +1632,15 @@ static void be_sweep_tick(evutil_socket_t fd, short what, void *arg)
 
 static void pg_close(void *p);
 
-static int pg_open(void **bep, const struct location_conf *conf, struct event_base *base)
+static int pg_open(void **bep, const void *confp, struct event_base *base,
+		   const char *instance_id)
 {
+	const struct pg_conf *conf = confp;
 	struct pg_be *be;
 	struct timeval tv = {.tv_sec = 1};
 	int err = ENOMEM;
 
+	(void)instance_id; /* requests carry it (the owner column); the lease is per session */
 	if (!conf->conninfo) {
 		log_err("pg: no conninfo configured (location/directory: {backend: pg, "
 			"conninfo: \"...\"})");
@@ -1863,26 +1863,6 @@ static int pg_fetch(void *p, const struct sip_str *aor, int64_t now, location_fe
 	return op_submit(be, op);
 }
 
-static int pg_sweep(void *p, int64_t now, location_sweep_h *cb, void *arg)
-{
-	struct pg_be *be = p;
-	struct pg_op *op = op_new(be, PG_SWEEP, arg);
-
-	if (!op)
-		return ENOMEM;
-	op->cb.sweep = cb;
-	op->stmt = STMT_SWEEP;
-	op->alone = true;
-	param_i64(op, 0, now);
-	if (be->lease_other) {
-		/* The lease holder sweeps for the cluster; here there is nothing to do. */
-		op->skipped = true;
-		defer_op(be, op);
-		return 0;
-	}
-	return op_submit(be, op);
-}
-
 static int pg_iterate(void *p, int64_t now, location_iter_h *cb, void *arg)
 {
 	struct pg_be *be = p;
@@ -1989,11 +1969,13 @@ static int pg_find_user(void *p, const struct sip_str *user, const struct sip_st
 
 const struct location_backend location_backend_pg = {
     .name = "pg",
+    .configure = pg_configure,
+    .conf_free = pg_conf_free,
+    .same_store = pg_same_store,
     .open = pg_open,
     .close = pg_close,
     .apply = pg_apply,
     .fetch = pg_fetch,
-    .sweep = pg_sweep,
     .iterate = pg_iterate,
     .find_user = pg_find_user,
 };

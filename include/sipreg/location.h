@@ -97,35 +97,28 @@ struct dir_user {
 	size_t n_aliases;
 };
 
-/* Backend settings from the config (location: or directory: section). */
-struct location_conf {
-	const char *backend;       /* registry name: "memory", "pg", ... */
-	const char *conninfo;      /* backend specific, may be NULL */
-	unsigned pool;             /* connections, 0 = backend default */
-	unsigned timeout_ms;       /* per query, 0 = backend default */
-	const struct conf_user *users; /* memory directory: users from the YAML */
-	size_t n_users;
-	const char *instance_id;
-};
+struct conf_section;
 
-/* A provisioned user as written in the YAML config (memory directory). */
-struct conf_user {
-	const char *user;
-	const char *domain;       /* NULL = any configured domain */
-	const char *password;     /* NULL when HA1s are given */
-	const char *ha1_md5;
-	const char *ha1_sha256;
-	bool auth_off;
-	bool enabled;
-	uint32_t max_contacts;
-	const char *const *aliases;
-	size_t n_aliases;
+/* One directory: or location: section of the config file, parsed by the backend it names
+ * (opaque). The registry reads `backend` and hands every other key to that backend. */
+struct location_conf;
+
+/* What a section's backend may need from the rest of the file, borrowed for the call. */
+struct location_conf_env {
+	const char *section;	    /* "directory" or "location", for messages */
+	const char *const *domains; /* registrar.domains, lower case */
+	size_t n_domains;
+	/* Does a user provisioned in domain (NULL: every domain) need a password or HA1?
+	 * false where auth is off for that domain or everywhere. */
+	bool (*secret_required)(const char *domain, void *arg);
+	void *arg;
+	/* The file's top-level users: list (the memory directory's), NULL when absent. */
+	const struct conf_section *users;
 };
 
 typedef void(location_apply_h)(int err, enum reg_outcome outcome,
 			       const struct binding_set *result, void *arg);
 typedef void(location_fetch_h)(int err, const struct binding_set *result, void *arg);
-typedef void(location_sweep_h)(int err, size_t n_removed, void *arg);
 /* Called once per binding while iterating (b != NULL), then once with b == NULL and the
  * final err to say the iteration is over. */
 typedef void(location_iter_h)(int err, const struct binding *b, void *arg);
@@ -135,11 +128,23 @@ typedef void(directory_find_h)(int err, const struct dir_user *user, void *arg);
 /* Names of the compiled-in backends, NULL-terminated; for error messages and --help. */
 const char *const *location_backend_names(void);
 
-/* Open a backend instance by name. Returns 0, ENOENT for an unknown backend name (the
- * log names the known ones), or the backend's error. *locp is owned by the caller and
- * freed with location_close(). */
+/* Parse a section (sec NULL: the section is absent, backend "memory"): `backend` picks the
+ * backend (an unknown name is refused naming the known ones), which reads the other keys.
+ * Returns 0 or EINVAL/ENOMEM with the message written by the config reader. *lcp is owned
+ * by the caller: location_conf_free(). */
+int location_conf_parse(struct location_conf **lcp, const struct conf_section *sec,
+			const struct location_conf_env *env);
+void location_conf_free(struct location_conf **lcp);
+/* The backend's registry name ("memory", "pg"). */
+const char *location_conf_backend(const struct location_conf *lc);
+/* Do a and b name the same store (one instance can serve both)? */
+bool location_conf_same_store(const struct location_conf *a, const struct location_conf *b);
+
+/* Open a backend instance from its parsed section; instance_id names this sipregd to the
+ * backend (leases, logs). Returns 0 or the backend's error. *locp is owned by the caller
+ * and freed with location_close(). */
 int location_open(struct location **locp, const struct location_conf *conf,
-		  struct event_base *base);
+		  struct event_base *base, const char *instance_id);
 /* Close the instance; pending operations complete with ECANCELED first. Sets *locp to
  * NULL. */
 void location_close(struct location **locp);
@@ -152,9 +157,6 @@ int location_apply(struct location *loc, const struct reg_request *req,
 /* Live (unexpired at now) bindings of one AOR. */
 int location_fetch(struct location *loc, const struct sip_str *aor, int64_t now,
 		   location_fetch_h *cb, void *arg, struct location_op **opp);
-/* Remove bindings that expired before now. */
-int location_sweep(struct location *loc, int64_t now, location_sweep_h *cb, void *arg,
-		   struct location_op **opp);
 /* Every live binding, for listing (sipregctl, the operator's view). */
 int location_iterate(struct location *loc, int64_t now, location_iter_h *cb, void *arg,
 		     struct location_op **opp);
@@ -170,7 +172,7 @@ void location_op_cancel(struct location_op **opp);
 size_t location_pending(const struct location *loc);
 /* The backend's standing delay in milliseconds (overload control): the shortest time an
  * apply or fetch took among those that completed in the last 100 ms window; when none
- * did, how long the oldest request operation (find, fetch, apply; not sweeps or
+ * did, how long the oldest request operation (find, fetch, apply; not
  * listings) still in flight has waited; 0 when none is. */
 uint32_t location_delay_ms(struct location *loc);
 

@@ -1,11 +1,11 @@
-/* Unit tests for src/auth.c: cluster nonces (round trip, other secret, tampering, age),
+/* Unit tests for src/registrar/auth.c: cluster nonces (round trip, other secret, tampering, age),
  * the secret file checks, challenges, Authorization parsing, response verification,
  * nonce-count replay, bans and who may register which AOR. */
-#include "auth.h"
+#include "registrar/auth.h"
 #include "check.h"
-#include "digest.h"
-#include "log.h"
-#include "netaddr.h"
+#include "registrar/digest.h"
+#include "sipreg/log.h"
+#include "util/netaddr.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -350,8 +350,8 @@ static void test_auth_challenge_sha256_first_then_md5(void)
 	char text[4096];
 	const char *sha, *md5;
 
-	c.algorithms[0] = AUTH_ALG_SHA256;
-	c.algorithms[1] = AUTH_ALG_MD5;
+	c.algorithms[0] = DIGEST_SHA256;
+	c.algorithms[1] = DIGEST_MD5;
 	c.n_algorithms = 2;
 	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	if (!a)
@@ -385,7 +385,7 @@ static void test_auth_challenge_algorithm_order_configurable(void)
 	struct auth *a = NULL;
 	char text[4096];
 
-	c.algorithms[0] = AUTH_ALG_MD5;
+	c.algorithms[0] = DIGEST_MD5;
 	c.n_algorithms = 1;
 	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	challenge_text(a, false, NOW, text, sizeof(text));
@@ -393,8 +393,8 @@ static void test_auth_challenge_algorithm_order_configurable(void)
 	CHECK_INT(count_of(text, "algorithm=MD5"), 1);
 	auth_free(&a);
 
-	c.algorithms[0] = AUTH_ALG_MD5;
-	c.algorithms[1] = AUTH_ALG_SHA256;
+	c.algorithms[0] = DIGEST_MD5;
+	c.algorithms[1] = DIGEST_SHA256;
 	c.n_algorithms = 2;
 	CHECK_INT(auth_alloc(&a, &c, NULL), 0);
 	challenge_text(a, false, NOW, text, sizeof(text));
@@ -430,9 +430,9 @@ static void test_auth_offer_per_user_agent_rule(void)
 {
 	struct auth_ua_rule rules[] = {
 	    {.match = "Linphonec/5.",
-	     .algorithms = {AUTH_ALG_SHA256, AUTH_ALG_MD5},
+	     .algorithms = {DIGEST_SHA256, DIGEST_MD5},
 	     .n_algorithms = 2},
-	    {.match = "sipreg-test", .algorithms = {AUTH_ALG_SHA256}, .n_algorithms = 1},
+	    {.match = "sipreg-test", .algorithms = {DIGEST_SHA256}, .n_algorithms = 1},
 	};
 	struct auth_conf c = conf_base(secret_a);
 	struct auth *a = NULL;
@@ -471,7 +471,7 @@ static void test_auth_offer_narrowed_to_the_users_secrets(void)
 {
 	struct auth_ua_rule rules[] = {
 	    {.match = "rfc8760",
-	     .algorithms = {AUTH_ALG_SHA256, AUTH_ALG_MD5},
+	     .algorithms = {DIGEST_SHA256, DIGEST_MD5},
 	     .n_algorithms = 2},
 	};
 	static const char ua[] = "User-Agent: rfc8760-phone\r\n";
@@ -520,7 +520,7 @@ static void test_auth_creds_parse_good(void)
 	      "uri=\"sip:example.com\", response=\"57534b408c36776204a648cd25ab130d\", "
 	      "cnonce=\"7bd83c08b867db78\", qop=auth, nc=0000000a");
 	CHECK_INT(auth_creds_parse_value(&v, &c), 0);
-	CHECK_INT(c.alg, AUTH_ALG_MD5);
+	CHECK_INT(c.alg, DIGEST_MD5);
 	CHECK_MEM(c.username.p, c.username.len, "alice");
 	CHECK_MEM(c.realm.p, c.realm.len, "example.com");
 	CHECK_MEM(c.nonce.p, c.nonce.len, "n1");
@@ -544,7 +544,7 @@ static void test_auth_creds_parse_good(void)
 	      "response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\", "
 	      "opaque=\"FQhe\"");
 	CHECK_INT(auth_creds_parse_value(&v, &c), 0);
-	CHECK_INT(c.alg, AUTH_ALG_SHA256);
+	CHECK_INT(c.alg, DIGEST_SHA256);
 	CHECK_MEM(c.opaque.p, c.opaque.len, "FQhe");
 
 	/* RFC 2069 form: no qop; a stray nc means nothing then. */
@@ -723,7 +723,7 @@ static void test_auth_digest_uri_must_name_request_uri(void)
 }
 
 /* Build credentials answering nonce for method/uri with password, as a client would. */
-static void client_answer(enum auth_alg alg, const char *user, const char *password,
+static void client_answer(enum digest_alg alg, const char *user, const char *password,
 			  const char *nonce, const char *nc, const char *uri, char *value,
 			  size_t cap)
 {
@@ -740,7 +740,7 @@ static void client_answer(enum auth_alg alg, const char *user, const char *passw
 	snprintf(value, cap,
 		 "Digest username=\"%s\", realm=\"example.com\", nonce=\"%s\", uri=\"%s\", "
 		 "response=\"%s\", algorithm=%s, cnonce=\"0a4f113b\", qop=auth, nc=%s",
-		 user, nonce, uri, resp, alg == AUTH_ALG_SHA256 ? "SHA-256" : "MD5", nc);
+		 user, nonce, uri, resp, alg == DIGEST_SHA256 ? "SHA-256" : "MD5", nc);
 }
 
 static void test_auth_response_ok_password_and_ha1(void)
@@ -754,7 +754,7 @@ static void test_auth_response_ok_password_and_ha1(void)
 			     .enabled = true};
 	struct sip_str user = S("alice"), realm = S("example.com"), pw = S("s3cret");
 
-	client_answer(AUTH_ALG_MD5, "alice", "s3cret", "nonce1", "00000001", "sip:example.com",
+	client_answer(DIGEST_MD5, "alice", "s3cret", "nonce1", "00000001", "sip:example.com",
 		      value, sizeof(value));
 	v = sip_str_c(value);
 	CHECK_INT(auth_creds_parse_value(&v, &c), 0);
@@ -783,11 +783,11 @@ static void test_auth_response_ok_password_and_ha1(void)
 	CHECK(auth_response_ok(&c, &u, &method));
 
 	/* SHA-256 answer: needs the SHA-256 HA1 (or the password), not the MD5 one. */
-	client_answer(AUTH_ALG_SHA256, "alice", "s3cret", "nonce1", "00000001",
+	client_answer(DIGEST_SHA256, "alice", "s3cret", "nonce1", "00000001",
 		      "sip:example.com", value, sizeof(value));
 	v = sip_str_c(value);
 	CHECK_INT(auth_creds_parse_value(&v, &c), 0);
-	CHECK_INT(c.alg, AUTH_ALG_SHA256);
+	CHECK_INT(c.alg, DIGEST_SHA256);
 	u.ha1_md5 = sip_str_c(ha1md5);
 	CHECK(!auth_response_ok(&c, &u, &method));
 	u.ha1_sha256 = sip_str_c(ha1sha);

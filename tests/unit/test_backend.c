@@ -1,11 +1,14 @@
 /* The backend conformance suite: the same cases, through the public location API on a real
  * event loop, against the backend named by argv[1] ("memory", "pg", ...).
  *
- * The backend's conninfo comes from SIPREG_TEST_<NAME>_CONNINFO (SIPREG_TEST_PG_CONNINFO
- * for pg); a backend that needs one and has none is skipped. Every case works on AORs of
- * its own (unique per run), so the suite can run on a database that already holds data.
- * The directory cases need the fixture users below: the memory backend takes them from
- * location_conf.users, a database backend's harness provisions the same users. */
+ * The backend is configured the way sipregd configures it: a YAML file whose location:
+ * section names it, read by config_load_string and the backend's own configure(). Extra
+ * keys of that section come from SIPREG_TEST_<NAME>_SECTION (a YAML flow mapping body,
+ * e.g. `conninfo: "..."`), or for pg from SIPREG_TEST_PG_CONNINFO; a backend that cannot
+ * open without them is skipped. Every case works on AORs of its own (unique per run), so
+ * the suite can run on a database that already holds data. The directory cases need the
+ * fixture users below: the memory backend reads them from the file's users:, a database
+ * backend's harness provisions the same users. */
 #include <errno.h>
 #include <event2/event.h>
 #include <stdint.h>
@@ -16,7 +19,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "log.h"
+#include "config/config.h"
+#include "sipreg/log.h"
 #include "sipreg/location.h"
 
 #define TEST_DOMAIN    "test.invalid"
@@ -25,27 +29,45 @@
 
 static struct event_base *base;
 static struct location *loc;
-static struct location_conf conf;
+static struct config *cfg;	   /* the suite's configuration */
+static struct config *cfg_serial; /* the same store with one connection, where that differs */
+static const char *backend_name;
+static char section_extra[1024];
 static char run_id[64];
 static int64_t t_now;
 
 /* ---- fixture users (the directory cases) ------------------------------------------ */
 
-static const char *const bob_aliases[] = {"conf-bobby@" TEST_DOMAIN};
+static const char fixture_users[] =
+    "domains: [" TEST_DOMAIN "]\n"
+    "users:\n"
+    "  - {user: conf-alice, password: alice-secret}\n"
+    "  - {user: conf-bob, domain: " TEST_DOMAIN ", ha1_md5: 0123456789abcdef0123456789abcdef,\n"
+    "     ha1_sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef,\n"
+    "     auth: off, max_contacts: 3, aliases: [conf-bobby@" TEST_DOMAIN "]}\n"
+    "  - {user: conf-carol, domain: " TEST_DOMAIN ", password: carol, enabled: false}\n";
 
-static const struct conf_user fixture_users[] = {
-    {.user = "conf-alice", .password = "alice-secret", .enabled = true},
-    {.user = "conf-bob",
-     .domain = TEST_DOMAIN,
-     .ha1_md5 = "0123456789abcdef0123456789abcdef",
-     .ha1_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-     .auth_off = true,
-     .enabled = true,
-     .max_contacts = 3,
-     .aliases = bob_aliases,
-     .n_aliases = 1},
-    {.user = "conf-carol", .domain = TEST_DOMAIN, .password = "carol", .enabled = false},
-};
+/* Keys that make a backend's instance run one operation at a time, for the cases that
+ * need a defined order; "" where it already does. */
+static const char *serial_keys(const char *backend)
+{
+	return strcmp(backend, "pg") == 0 ? "pool: 1" : "";
+}
+
+/* Load the suite's config for backend with extra keys (may be "") in location:. */
+static int config_for(struct config **cfgp, const char *backend, const char *extra,
+		      char *err, size_t errlen)
+{
+	char yaml[4096];
+	int n;
+
+	n = snprintf(yaml, sizeof(yaml), "%slocation: {backend: %s%s%s%s%s}\n", fixture_users,
+		     backend, *section_extra ? ", " : "", section_extra, *extra ? ", " : "",
+		     extra);
+	if (n < 0 || (size_t)n >= sizeof(yaml))
+		return ENOSPC;
+	return config_load_string(cfgp, yaml, (size_t)n, "conformance.yaml", err, errlen);
+}
 
 /* ---- running the loop ------------------------------------------------------------- */
 
@@ -145,7 +167,6 @@ struct result {
 	int calls;  /* final callbacks */
 	int err;
 	enum reg_outcome outcome;
-	size_t n_removed;
 	size_t n;     /* bindings delivered (iterate: those of the filtered AOR) */
 	size_t n_all; /* iterate: every binding delivered */
 	bool overflow;
@@ -215,17 +236,6 @@ static void on_fetch(int err, const struct binding_set *set, void *arg)
 	r->err = err;
 	if (!err)
 		result_set(r, set);
-}
-
-static void on_sweep(int err, size_t n_removed, void *arg)
-{
-	struct result *r = arg;
-
-	r->early |= in_call;
-	r->calls++;
-	r->done = true;
-	r->err = err;
-	r->n_removed = n_removed;
 }
 
 static void on_iterate(int err, const struct binding *b, void *arg)
@@ -355,21 +365,6 @@ static int run_iterate(const char *aor_filter, int64_t now, struct result *r)
 	return 0;
 }
 
-static int run_sweep(int64_t now, struct result *r)
-{
-	int err;
-
-	result_clear(r);
-	in_call = true;
-	err = location_sweep(loc, now, on_sweep, r, NULL);
-	in_call = false;
-	if (err)
-		return err;
-	if (!loop_until(flag_set, &r->done))
-		printf("#   sweep timed out\n");
-	return 0;
-}
-
 static int run_find(const char *user, const char *domain, struct result *r)
 {
 	struct sip_str u = sip_str_c(user), d = sip_str_c(domain);
@@ -414,19 +409,21 @@ static void test_backend_names_list_the_backend_under_test(void)
 	bool found = false;
 
 	for (const char *const *n = location_backend_names(); *n; n++)
-		found |= strcmp(*n, conf.backend) == 0;
+		found |= strcmp(*n, backend_name) == 0;
 	CHECK(found);
 }
 
-static void test_open_unknown_backend_is_enoent(void)
+static void test_unknown_backend_is_refused_naming_the_known_ones(void)
 {
-	struct location_conf c = conf;
-	static char sentinel;
-	struct location *l = (struct location *)&sentinel; /* must be reset to NULL */
+	struct config *c = NULL;
+	char err[512] = "";
 
-	c.backend = "no-such-backend";
-	CHECK_INT(location_open(&l, &c, base), ENOENT);
-	CHECK(l == NULL);
+	CHECK_INT(config_for(&c, "no-such-backend", "", err, sizeof(err)), EINVAL);
+	CHECK(c == NULL);
+	CHECK(strstr(err, "location.backend") != NULL);
+	CHECK(strstr(err, "no-such-backend") != NULL);
+	CHECK(strstr(err, backend_name) != NULL);
+	config_free(&c);
 }
 
 static void test_register_one_contact(void)
@@ -755,32 +752,6 @@ static void test_expired_bindings_are_not_returned(void)
 	result_clear(&r);
 }
 
-static void test_sweep_removes_expired_bindings(void)
-{
-	char buf[128];
-	struct sip_str aor = test_aor(buf, sizeof(buf), "sweep");
-	int64_t t0 = t_now - 7200;
-	struct reg_change ab[2] = {change("sip:a@192.0.2.1", 60),
-				   change("sip:b@192.0.2.2", 3600)};
-	struct reg_change c = change("sip:c@192.0.2.3", 5000);
-	struct reg_request req = request(aor, "cid-sweep", 1, ab, 2, t0);
-	struct result r = {0};
-
-	APPLY_OK(&req, &r, 2);
-	req = request(aor, "cid-sweep", 2, &c, 1, t0 + 10);
-	APPLY_OK(&req, &r, 3);
-	/* At t0 + 3600 a and b are expired, c (t0 + 5010) is not. */
-	CHECK_INT(run_sweep(t0 + 3600, &r), 0);
-	CHECK_INT(r.err, 0);
-	CHECK(r.n_removed >= 2);
-	/* Removed from storage, not just hidden: asked about an earlier time, b (live until
-	 * t0 + 3600) no longer comes back, c does. */
-	CHECK_INT(run_fetch(aor, t0 + 20, &r), 0);
-	CHECK_INT(r.n, 1);
-	CHECK(find_contact(&r, "sip:c@192.0.2.3") != NULL);
-	result_clear(&r);
-}
-
 /* Memory only: the expiry wheel removes a binding about one second after it expired,
  * without a sweep. (A database backend reaps on its own schedule.) */
 static void test_memory_wheel_reaps_expired_bindings_in_background(void)
@@ -930,7 +901,7 @@ static void test_callback_never_runs_before_the_call_returns(void)
 	in_call = true;
 	CHECK_INT(location_apply(loc, &req, on_apply, &r[0], NULL), 0);
 	CHECK_INT(location_fetch(loc, &aor, t_now, on_fetch, &r[1], NULL), 0);
-	CHECK_INT(location_sweep(loc, t_now - 86400 * 365, on_sweep, &r[2], NULL), 0);
+	CHECK_INT(location_fetch(loc, &aor, t_now, on_fetch, &r[2], NULL), 0);
 	CHECK_INT(location_iterate(loc, t_now, on_iterate, &r[3], NULL), 0);
 	CHECK_INT(directory_find_user(loc, &user, &domain, on_find_user, &r[4], NULL), 0);
 	in_call = false;
@@ -1001,7 +972,7 @@ static void test_op_cancel_prevents_the_callback(void)
 
 	CHECK_INT(location_apply(loc, &req, on_apply, &r[0], &ops[0]), 0);
 	CHECK_INT(location_fetch(loc, &aor, t_now, on_fetch, &r[1], &ops[1]), 0);
-	CHECK_INT(location_sweep(loc, t_now - 86400 * 365, on_sweep, &r[2], &ops[2]), 0);
+	CHECK_INT(location_fetch(loc, &aor, t_now, on_fetch, &r[2], &ops[2]), 0);
 	CHECK_INT(location_iterate(loc, t_now, on_iterate, &r[3], &ops[3]), 0);
 	CHECK_INT(directory_find_user(loc, &user, &domain, on_find_user, &r[4], &ops[4]), 0);
 	for (size_t i = 0; i < 5; i++) {
@@ -1033,12 +1004,12 @@ static void test_close_completes_pending_ops_with_ecanceled(void)
 	struct location_op *cancelled = NULL;
 	struct result r[6] = {0};
 
-	CHECK_INT(location_open(&l, &conf, base), 0);
+	CHECK_INT(location_open(&l, cfg->location, base, cfg->instance_id), 0);
 	if (!l)
 		return;
 	CHECK_INT(location_apply(l, &req, on_apply, &r[0], NULL), 0);
 	CHECK_INT(location_fetch(l, &aor, t_now, on_fetch, &r[1], NULL), 0);
-	CHECK_INT(location_sweep(l, t_now - 86400 * 365, on_sweep, &r[2], NULL), 0);
+	CHECK_INT(location_fetch(l, &aor, t_now, on_fetch, &r[2], NULL), 0);
 	CHECK_INT(location_iterate(l, t_now, on_iterate, &r[3], NULL), 0);
 	CHECK_INT(directory_find_user(l, &user, &domain, on_find_user, &r[4], NULL), 0);
 	CHECK_INT(location_fetch(l, &aor, t_now, on_fetch, &r[5], &cancelled), 0);
@@ -1104,15 +1075,13 @@ static void test_close_from_a_callback_cancels_the_rest(void)
 	struct reg_request req = request(aor, "cid-close-cb", 1, ch, 2, t_now);
 	struct closer c = {0};
 	struct result later = {0};
-	struct location_conf one = conf;
-
 	/* The contract promises no order between operations; with a pool of connections
 	 * the fetch may finish before the iteration's first row. One connection makes
 	 * "the rest" well defined: whatever is still pending when the callback closes. */
-	one.pool = 1;
+	const struct location_conf *one = cfg_serial->location;
 
 	/* Inside an iteration. */
-	CHECK_INT(location_open(&c.l, &one, base), 0);
+	CHECK_INT(location_open(&c.l, one, base, cfg->instance_id), 0);
 	if (!c.l)
 		return;
 	APPLY_OK(&req, &later, 2); /* on the shared location: some binding to iterate */
@@ -1132,7 +1101,7 @@ static void test_close_from_a_callback_cancels_the_rest(void)
 
 	/* Inside a single-shot callback, with another op queued behind it. */
 	memset(&c, 0, sizeof(c));
-	CHECK_INT(location_open(&c.l, &one, base), 0);
+	CHECK_INT(location_open(&c.l, one, base, cfg->instance_id), 0);
 	if (!c.l)
 		return;
 	CHECK_INT(location_fetch(c.l, &aor, t_now, on_fetch_close, &c, NULL), 0);
@@ -1244,38 +1213,47 @@ static void test_find_disabled_user_reports_enabled_false(void)
 
 /* ---- main ------------------------------------------------------------------------- */
 
-static bool conf_from_env(const char *backend, char *var, size_t size)
+/* The extra keys of the section under test, from the environment. */
+static bool section_from_env(const char *backend)
 {
-	size_t i, off = (size_t)snprintf(var, size, "SIPREG_TEST_");
+	char var[64];
+	const char *v;
+	size_t off = (size_t)snprintf(var, sizeof(var), "SIPREG_TEST_");
 
-	for (i = 0; backend[i] && off + 1 < size; i++, off++) {
+	for (size_t i = 0; backend[i] && off + 1 < sizeof(var); i++, off++) {
 		char c = backend[i];
 
 		var[off] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
 	}
 	var[off] = '\0';
-	if (off + sizeof("_CONNINFO") > size)
+	if (off + sizeof("_SECTION") > sizeof(var))
 		return false;
-	strcat(var, "_CONNINFO");
-	conf.backend = backend;
-	conf.conninfo = getenv(var);
-	conf.users = fixture_users;
-	conf.n_users = sizeof(fixture_users) / sizeof(fixture_users[0]);
-	conf.instance_id = "sipreg-test";
+	strcat(var, "_SECTION");
+	v = getenv(var);
+	if (v)
+		return (size_t)snprintf(section_extra, sizeof(section_extra), "%s", v) <
+		       sizeof(section_extra);
+	v = strcmp(backend, "pg") == 0 ? getenv("SIPREG_TEST_PG_CONNINFO") : NULL;
+	if (!v)
+		return true;
+	if (strchr(v, '\'') || strlen(v) + 16 > sizeof(section_extra))
+		return false;
+	snprintf(section_extra, sizeof(section_extra), "conninfo: '%s'", v);
 	return true;
 }
 
 int main(int argc, char **argv)
 {
-	char var[64];
+	char msg[512] = "";
 	int err;
 
-	if (argc < 2 || !conf_from_env(argv[1], var, sizeof(var))) {
-		printf("Bail out! usage: %s BACKEND (conninfo in "
-		       "SIPREG_TEST_<BACKEND>_CONNINFO)\n",
+	if (argc < 2 || !section_from_env(argv[1])) {
+		printf("Bail out! usage: %s BACKEND (extra section keys in "
+		       "SIPREG_TEST_<BACKEND>_SECTION)\n",
 		       argv[0]);
 		return 2;
 	}
+	backend_name = argv[1];
 	log_set_level(LOG_ERR);
 	t_now = (int64_t)time(NULL);
 	snprintf(run_id, sizeof(run_id), "%lld-%ld-%lx", (long long)t_now, (long)getpid(),
@@ -1285,12 +1263,21 @@ int main(int argc, char **argv)
 		printf("Bail out! no event base\n");
 		return 2;
 	}
-	err = location_open(&loc, &conf, base);
-	if (err && !conf.conninfo && strcmp(argv[1], "memory") != 0) {
-		printf("1..0 # SKIP backend %s: %s not set\n", argv[1], var);
+	err = config_for(&cfg, backend_name, "", msg, sizeof(msg));
+	if (!err)
+		err = config_for(&cfg_serial, backend_name, serial_keys(backend_name), msg,
+				 sizeof(msg));
+	if (err && !*section_extra && strcmp(argv[1], "memory") != 0) {
+		printf("1..0 # SKIP backend %s: no section keys given (%s)\n", argv[1], msg);
 		event_base_free(base);
 		return 0;
 	}
+	if (err) {
+		printf("Bail out! config for backend %s: %s\n", argv[1], msg);
+		event_base_free(base);
+		return 2;
+	}
+	err = location_open(&loc, cfg->location, base, cfg->instance_id);
 	if (err) {
 		printf("Bail out! cannot open backend %s: %s\n", argv[1], strerror(err));
 		event_base_free(base);
@@ -1298,7 +1285,7 @@ int main(int argc, char **argv)
 	}
 
 	RUN(test_backend_names_list_the_backend_under_test);
-	RUN(test_open_unknown_backend_is_enoent);
+	RUN(test_unknown_backend_is_refused_naming_the_known_ones);
 	RUN(test_register_one_contact);
 	RUN(test_fetch_unknown_aor_is_empty);
 	RUN(test_refresh_updates_expiry);
@@ -1313,9 +1300,8 @@ int main(int argc, char **argv)
 	RUN(test_out_of_order_change_fails_whole_request);
 	RUN(test_max_contacts_exceeded_changes_nothing);
 	RUN(test_expired_bindings_are_not_returned);
-	RUN(test_sweep_removes_expired_bindings);
 	RUN(test_iterate_lists_live_bindings_then_ends);
-	if (strcmp(conf.backend, "memory") == 0)
+	if (strcmp(backend_name, "memory") == 0)
 		RUN(test_memory_wheel_reaps_expired_bindings_in_background);
 	RUN(test_binding_fields_round_trip);
 	RUN(test_callback_never_runs_before_the_call_returns);
@@ -1331,6 +1317,8 @@ int main(int argc, char **argv)
 	RUN(test_find_disabled_user_reports_enabled_false);
 
 	location_close(&loc);
+	config_free(&cfg);
+	config_free(&cfg_serial);
 	event_base_free(base);
 	CHECK_DONE();
 }

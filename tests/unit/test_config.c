@@ -1,4 +1,4 @@
-/* Unit tests for src/config.c: the YAML config lands in the right fields, defaults apply,
+/* Unit tests for src/config/config.c: the YAML config lands in the right fields, defaults apply,
  * and each mistake is refused with EINVAL and a message naming its line and key. */
 #include <errno.h>
 #include <limits.h>
@@ -7,13 +7,35 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "registrar/auth.h"
+#include "memory.h"
+#ifdef HAVE_PG
+#include "pg_conf.h"
+#endif
 #include "check.h"
-#include "config.h"
-#include "log.h"
-#include "netaddr.h"
+#include "config/config.h"
+#include "sipreg/log.h"
+#include "util/netaddr.h"
 
 static char errbuf[512];
+
+/* The backends' own parse of their sections, through the registry. */
+static const struct mem_conf *mem_of(const struct location_conf *lc)
+{
+	return location_conf_of(lc, &location_backend_memory);
+}
+
+static size_t n_users(const struct config *cfg)
+{
+	const struct mem_conf *mc = mem_of(cfg->directory);
+
+	return mc ? mc->n_users : 0;
+}
+
+static const struct mem_conf_user *user_at(const struct config *cfg, size_t i)
+{
+	return i < n_users(cfg) ? &mem_of(cfg->directory)->users[i] : NULL;
+}
 
 static int load(struct config **cfgp, const char *yaml)
 {
@@ -88,7 +110,7 @@ static const char full_example[] =
 static void test_full_example_sets_every_field(void)
 {
 	struct config *cfg = NULL;
-	const struct conf_user *u;
+	const struct mem_conf_user *u;
 
 	CHECK_INT(load(&cfg, full_example), 0);
 	if (!cfg) {
@@ -116,19 +138,24 @@ static void test_full_example_sets_every_field(void)
 	CHECK_INT(cfg->registrar.max_contacts_status, 503);
 	CHECK_INT(cfg->registrar.unknown_domain_status, 403);
 	CHECK_INT(cfg->registrar.unknown_user_status, 403);
-	CHECK_STR(cfg->directory.backend, "memory");
-	CHECK(cfg->directory.conninfo == NULL);
-	CHECK_STR(cfg->location.backend, "pg");
-	CHECK_STR(cfg->location.conninfo, "host=127.0.0.1 dbname=sipreg");
-	CHECK_INT(cfg->location.pool, 4);
-	CHECK_INT(cfg->location.timeout_ms, 2000);
-	CHECK_INT(cfg->n_users, 2);
-	CHECK(cfg->directory.users == cfg->users);
-	CHECK_INT(cfg->directory.n_users, 2);
-	CHECK(cfg->location.users == cfg->users);
-	CHECK_STR(cfg->directory.instance_id, "sipreg-a");
-	CHECK_STR(cfg->location.instance_id, "sipreg-a");
-	u = &cfg->users[0];
+	CHECK_STR(location_conf_backend(cfg->directory), "memory");
+	CHECK_STR(location_conf_backend(cfg->location), "pg");
+#ifdef HAVE_PG
+	{
+		const struct pg_conf *pc = location_conf_of(cfg->location, &location_backend_pg);
+
+		CHECK(pc != NULL);
+		if (pc) {
+			CHECK_STR(pc->conninfo, "host=127.0.0.1 dbname=sipreg");
+			CHECK_INT(pc->pool, 4);
+			CHECK_INT(pc->timeout_ms, 2000);
+		}
+	}
+#endif
+	CHECK_INT(n_users(cfg), 2);
+	u = user_at(cfg, 0);
+	if (!u)
+		return;
 	CHECK_STR(u->user, "alice");
 	CHECK(u->domain == NULL);
 	CHECK_STR(u->password, "secret");
@@ -136,7 +163,9 @@ static void test_full_example_sets_every_field(void)
 	CHECK(u->enabled && !u->auth_off);
 	CHECK_INT(u->max_contacts, 0);
 	CHECK_INT(u->n_aliases, 0);
-	u = &cfg->users[1];
+	u = user_at(cfg, 1);
+	if (!u)
+		return;
 	CHECK_STR(u->user, "bob");
 	CHECK_STR(u->domain, "example.com");
 	CHECK(u->password == NULL);
@@ -160,17 +189,17 @@ static void test_full_example_sets_every_field(void)
 	CHECK_INT(cfg->auth.ban.ban_time, 600);
 	CHECK_INT(cfg->auth.ban.action, BAN_DROP);
 	CHECK_INT(cfg->auth.n_algorithms, 2);
-	CHECK_INT(cfg->auth.algorithms[0], AUTH_ALG_MD5);
-	CHECK_INT(cfg->auth.algorithms[1], AUTH_ALG_SHA256);
+	CHECK_INT(cfg->auth.algorithms[0], DIGEST_MD5);
+	CHECK_INT(cfg->auth.algorithms[1], DIGEST_SHA256);
 	CHECK_INT(cfg->auth.n_user_agents, 2);
 	if (cfg->auth.n_user_agents == 2) {
 		CHECK_STR(cfg->auth.user_agents[0].match, "Acme Phone/2");
 		CHECK_INT(cfg->auth.user_agents[0].n_algorithms, 2);
-		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], AUTH_ALG_SHA256);
-		CHECK_INT(cfg->auth.user_agents[0].algorithms[1], AUTH_ALG_MD5);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], DIGEST_SHA256);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[1], DIGEST_MD5);
 		CHECK_STR(cfg->auth.user_agents[1].match, "legacy");
 		CHECK_INT(cfg->auth.user_agents[1].n_algorithms, 1);
-		CHECK_INT(cfg->auth.user_agents[1].algorithms[0], AUTH_ALG_MD5);
+		CHECK_INT(cfg->auth.user_agents[1].algorithms[0], DIGEST_MD5);
 	}
 	CHECK_INT(cfg->limits.max_message_size, 4096);
 	CHECK_INT(cfg->limits.max_tcp_connections, 100);
@@ -211,11 +240,9 @@ static void check_defaults(const struct config *cfg)
 	CHECK_INT(cfg->registrar.max_contacts_status, 403);
 	CHECK_INT(cfg->registrar.unknown_domain_status, 404);
 	CHECK_INT(cfg->registrar.unknown_user_status, 404);
-	CHECK_STR(cfg->directory.backend, "memory");
-	CHECK_STR(cfg->location.backend, "memory");
-	CHECK_INT(cfg->location.pool, 0);
-	CHECK_INT(cfg->location.timeout_ms, 0);
-	CHECK_INT(cfg->n_users, 0);
+	CHECK_STR(location_conf_backend(cfg->directory), "memory");
+	CHECK_STR(location_conf_backend(cfg->location), "memory");
+	CHECK_INT(n_users(cfg), 0);
 	CHECK(cfg->auth.enabled);
 	CHECK(cfg->auth.secret_file == NULL);
 	CHECK_INT(cfg->auth.nonce_ttl, 300);
@@ -230,8 +257,8 @@ static void check_defaults(const struct config *cfg)
 	if (cfg->auth.n_user_agents == 1) {
 		CHECK_STR(cfg->auth.user_agents[0].match, "Linphonec/5.");
 		CHECK_INT(cfg->auth.user_agents[0].n_algorithms, 2);
-		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], AUTH_ALG_SHA256);
-		CHECK_INT(cfg->auth.user_agents[0].algorithms[1], AUTH_ALG_MD5);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], DIGEST_SHA256);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[1], DIGEST_MD5);
 	}
 	CHECK_INT(cfg->limits.max_message_size, 65535);
 	CHECK_INT(cfg->limits.max_tcp_connections, 10000);
@@ -246,7 +273,6 @@ static void check_defaults(const struct config *cfg)
 	host[sizeof(host) - 1] = '\0';
 	snprintf(want, sizeof(want), "%s:%ld", host, (long)getpid());
 	CHECK_STR(cfg->instance_id, want);
-	CHECK_STR(cfg->directory.instance_id, want);
 }
 
 static void test_empty_config_gets_every_default(void)
@@ -278,9 +304,14 @@ static void test_partial_sections_keep_other_defaults(void)
 	CHECK(cfg->auth.enabled);
 	CHECK_INT(cfg->auth.nonce_ttl, 60);
 	CHECK_INT(cfg->auth.ban.max_failures, 10);
-	CHECK_STR(cfg->location.backend, "pg");
-	CHECK_STR(cfg->location.conninfo, "dbname=x");
-	CHECK_STR(cfg->directory.backend, "memory");
+	CHECK_STR(location_conf_backend(cfg->location), "pg");
+#ifdef HAVE_PG
+	CHECK(location_conf_of(cfg->location, &location_backend_pg) != NULL &&
+	      strcmp(((const struct pg_conf *)location_conf_of(cfg->location,
+							      &location_backend_pg))->conninfo,
+		     "dbname=x") == 0);
+#endif
+	CHECK_STR(location_conf_backend(cfg->directory), "memory");
 	config_free(&cfg);
 }
 
@@ -328,7 +359,7 @@ static void test_quoted_boolean_words_keep_their_meaning(void)
 	CHECK_INT(load(&cfg, "domains: [a.example]\n"
 			     "users: [{user: k, auth: \"off\", enabled: 'TRUE'}]\n"),
 		  0);
-	CHECK(cfg && cfg->n_users == 1 && cfg->users[0].auth_off && cfg->users[0].enabled);
+	CHECK(cfg && n_users(cfg) == 1 && user_at(cfg, 0)->auth_off && user_at(cfg, 0)->enabled);
 	config_free(&cfg);
 	/* Quoting does not make other text a boolean, nor does a NUL hide the rest. */
 	REFUSED("auth: \"maybe\"\n", 1, "auth", "expected on, off or a mapping");
@@ -342,14 +373,14 @@ static void test_user_auth_off_needs_no_secret(void)
 
 	CHECK_INT(load(&cfg, "domains: [a.example]\nusers:\n  - {user: phone, auth: off}\n"),
 		  0);
-	CHECK(cfg && cfg->n_users == 1 && cfg->users[0].auth_off);
+	CHECK(cfg && n_users(cfg) == 1 && user_at(cfg, 0)->auth_off);
 	config_free(&cfg);
 	/* A user in an auth.off_domains domain needs none either. */
 	CHECK_INT(load(&cfg, "domains: [a.example, dev.example]\n"
 			     "auth: {off_domains: [DEV.example]}\n"
 			     "users: [{user: t, domain: dev.example}]\n"),
 		  0);
-	CHECK(cfg && cfg->n_users == 1);
+	CHECK(cfg && n_users(cfg) == 1);
 	config_free(&cfg);
 	REFUSED("domains: [a.example]\nusers:\n  - {user: phone}\n", 3, "users[0]",
 		"needs password");
@@ -470,7 +501,10 @@ static void test_wrong_types_are_refused(void)
 		"..32000");
 	REFUSED("domains: [a.example]\ndirectory:\n  backend: pg\n", 3, "directory",
 		"needs conninfo");
-	REFUSED("location: {pool: many}\n", 1, "location.pool", "got \"many\"");
+	REFUSED("location: {backend: pg, conninfo: x, pool: many}\n", 1, "location.pool",
+		"got \"many\"");
+	/* Each backend reads its own keys: the memory backend has none but backend. */
+	REFUSED("location: {pool: 4}\n", 1, "location.pool", "unknown key (known: backend)");
 	REFUSED("directory: memory\n", 1, "directory", "expected a mapping");
 	REFUSED("domains: [\"bad domain\"]\n", 1, "domains[0]", "not a domain");
 	REFUSED("domains: [a.example, A.EXAMPLE]\n", 1, "domains[1]", "duplicate domain");
@@ -548,7 +582,7 @@ static void test_duplicate_users_are_refused(void)
 			     "  - {user: carol, domain: b.example, password: y}\n"
 			     "  - {user: Carol, domain: b.example, password: z}\n"),
 		  0);
-	CHECK(cfg && cfg->n_users == 3);
+	CHECK(cfg && n_users(cfg) == 3);
 	config_free(&cfg);
 }
 
@@ -571,7 +605,7 @@ static void test_many_users_load_and_duplicates_found(void)
 		    (size_t)snprintf(yaml + len, cap - len,
 				     "  - {user: u%zu, domain: a.example, password: p}\n", i);
 	CHECK_INT(config_load_string(&cfg, yaml, len, "t.yaml", errbuf, sizeof(errbuf)), 0);
-	CHECK(cfg && cfg->n_users == n + 1);
+	CHECK(cfg && n_users(cfg) == n + 1);
 	config_free(&cfg);
 	len += (size_t)snprintf(yaml + len, cap - len, "  - {user: u7, password: p}\n");
 	CHECK_INT(config_load_string(&cfg, yaml, len, "t.yaml", errbuf, sizeof(errbuf)),
@@ -675,16 +709,16 @@ static void test_shipped_config_loads(void)
 	CHECK(cfg->auth.enabled);
 	/* The same challenges as the built-in defaults. */
 	CHECK_INT(cfg->auth.n_algorithms, 1);
-	CHECK_INT(cfg->auth.algorithms[0], AUTH_ALG_MD5);
+	CHECK_INT(cfg->auth.algorithms[0], DIGEST_MD5);
 	CHECK_INT(cfg->auth.n_user_agents, 1);
 	if (cfg->auth.n_user_agents == 1) {
 		CHECK_STR(cfg->auth.user_agents[0].match, AUTH_UA_DEFAULT_MATCH);
 		CHECK_INT(cfg->auth.user_agents[0].n_algorithms, 2);
-		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], AUTH_ALG_SHA256);
+		CHECK_INT(cfg->auth.user_agents[0].algorithms[0], DIGEST_SHA256);
 	}
 	CHECK(config_domain_known(cfg, "127.0.0.1", 9));
-	CHECK(cfg->n_users >= 3);
-	CHECK_STR(cfg->location.backend, "memory");
+	CHECK(n_users(cfg) >= 3);
+	CHECK_STR(location_conf_backend(cfg->location), "memory");
 	config_free(&cfg);
 }
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "hmap.h"
+#include "sipreg/hmap.h"
 
 struct item {
 	struct hmap_node node;

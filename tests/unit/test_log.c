@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "log.h"
+#include "sipreg/log.h"
 
 /* Run fn with stderr going to a temporary file; returns what it wrote (caller frees). */
 static char *capture_stderr(void (*fn)(void *), void *arg)

@@ -11,8 +11,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "net.h"
-#include "net_priv.h"
+#include "net/net.h"
+#include "net/net_priv.h"
+#include "net/sock.h"
 
 #define MAX_RX 64
 

@@ -1,4 +1,4 @@
-/* Unit tests for src/netaddr.c: prefix parsing (IPv4, IPv6, IPv4-mapped, every refusal),
+/* Unit tests for src/util/netaddr.c: prefix parsing (IPv4, IPv6, IPv4-mapped, every refusal),
  * formatting, and membership of text and socket addresses. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "netaddr.h"
+#include "util/netaddr.h"
 
 static const char *fmt(const char *text)
 {

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "osip_arena.h"
-#include "sipmsg.h"
+#include "sip/osip_arena.h"
+#include "sip/msg.h"
 
 #define CRLF "\r\n"
 #define REGISTER_HEAD                                                                          \

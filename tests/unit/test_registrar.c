@@ -1,4 +1,4 @@
-/* Unit tests for src/registrar.c: REGISTERs built as text, parsed with sipmsg_parse, then
+/* Unit tests for src/registrar/registrar.c: REGISTERs built as text, parsed with sipmsg_parse, then
  * one test per RFC 3261 §10.3 rule and refusal, the change-set, and the 200 OK. */
 #include <errno.h>
 #include <stdarg.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "registrar.h"
+#include "registrar/registrar.h"
 
 #define NOW 1700000000
 

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "sipmsg.h"
-#include "sipresp.h"
+#include "sip/msg.h"
+#include "sip/resp.h"
 
 #define CRLF "\r\n"
 

@@ -2,7 +2,7 @@
 #include <errno.h>
 
 #include "check.h"
-#include "net.h"
+#include "net/net.h"
 
 #define MAX 4096
 

@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "net.h"
-#include "tsx.h"
+#include "net/net.h"
+#include "sip/tsx.h"
 
 struct harness {
 	struct event_base *base;

@@ -1,0 +1,662 @@
+/* The request path of sipregd: a message from a transport, through validation and the
+ * transaction table, to the method handlers, and every answer back out.
+ *
+ * DESIGN: everything here runs on the one event-loop thread. A REGISTER becomes a
+ * struct reg_pending that lives from the transaction's creation to its final response;
+ * it crosses at most three asynchronous backend calls (find the AOR's user, find the
+ * authenticating user when it differs, apply or fetch). Each call's handle is kept in
+ * p->op so that the transaction table aborting the transaction (shutdown) cancels it and
+ * no callback ever reaches freed memory. Work in flight is bounded: past
+ * limits.max_pending backend operations or limits.max_transactions transactions a new
+ * REGISTER gets 503 + Retry-After at once, while retransmissions of accepted ones are
+ * still absorbed by the transaction table, so overload never turns into a retransmission
+ * storm. */
+#include "daemon/server.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "registrar/auth.h"
+#include "sipreg/log.h"
+#include "net/net.h"
+#include "registrar/registrar.h"
+#include "sip/msg.h"
+#include "sipreg/location.h"
+#include "sip/resp.h"
+#include "sip/tsx.h"
+
+/* Retry-After for a backend that cannot answer (it reconnects with backoff) and for
+ * overload (clients should come back soon, spread out by their own timers). */
+#define RETRY_AFTER_BACKEND 10
+#define RETRY_AFTER_OVERLOAD 2
+/* How often expired bindings are swept (the location backend also filters on read). */
+/* Finished pending requests kept for the next ones: each is a ~1.5 KiB block, beyond
+ * glibc's per-thread cache, so a calloc/free pair per REGISTER went through the slow
+ * path of malloc. */
+#define PENDING_SPARE_MAX 256
+
+static const char server_allow[] = "REGISTER, OPTIONS, ACK";
+
+struct server {
+	const struct config *cfg;
+	struct event_base *base;
+	struct net *net;
+	struct tsx_table *tsx;
+	struct auth *auth;
+	struct sipresp_tag_key *tag_key;
+	struct location *dir;
+	struct location *loc;
+	struct reg_pending *spare[PENDING_SPARE_MAX];
+	size_t n_spare, spare_keep;
+	/* The 503 paths run at request rate when they run at all, and so do refused
+	 * credentials under a guessing attack. */
+	struct log_limit lim_store, lim_start, lim_lookup, lim_pending, lim_delay, lim_tsx;
+	struct log_limit lim_auth_failed, lim_auth_owner;
+};
+
+struct reg_pending {
+	struct server *srv;
+	struct tsx *tsx;
+	struct sipmsg *msg;
+	struct reg_decision d;
+	struct location_op *op;
+	struct auth_creds creds;
+	enum auth_nonce_state nonce;
+	/* registrar.unknown_user: 403 and the AOR's user is unknown or disabled: challenged
+	 * like anyone, refused once the challenge is answered, so nobody learns who exists. */
+	bool hidden;
+	char auth_user[REGISTRAR_AOR_MAX]; /* digest username, canonically escaped */
+	int64_t now;
+};
+
+
+static uint16_t server_reply_port(const struct sipmsg *m, const struct net_flow *flow)
+{
+	if (flow->src.proto != SIP_PROTO_UDP || m->via_rport)
+		return flow->src.port;
+	return m->via_port ? m->via_port : 5060;
+}
+
+/* Answer without a transaction: for what cannot or need not be absorbed (bad requests,
+ * a full transaction table). */
+static void server_reply_stateless(struct server *srv, const struct sipmsg *m,
+				   const struct net_flow *flow, int status, const char *reason,
+				   int retry_after)
+{
+	struct sipresp r = { 0 };
+
+	if (sipresp_start(&r, srv->tag_key, m, status, reason, &flow->src) != 0)
+		goto out;
+	if (retry_after > 0)
+		sipresp_header_uint(&r, "Retry-After", (uint64_t)retry_after);
+	if (sipresp_finish(&r) != 0)
+		goto out;
+	net_send(srv->net, flow, server_reply_port(m, flow), r.buf, r.len);
+out:
+	sipresp_clear(&r);
+}
+
+static void server_reply_unparsed(struct server *srv, const char *buf, size_t len,
+				  const struct net_flow *flow, int status, const char *reason)
+{
+	struct sipresp r = { 0 };
+
+	/* Without a parsed Via there is no rport or sent-by to honour: the only safe place
+	 * for the answer is where the bytes came from. */
+	if (sipresp_error_raw(&r, buf, len, status ? status : 400,
+			      reason ? reason : "Bad Request", &flow->src) == 0)
+		net_send(srv->net, flow, flow->src.port, r.buf, r.len);
+	sipresp_clear(&r);
+}
+
+/* Finish a transaction with a response built by the caller, then free everything. */
+static void pending_free(struct reg_pending *p)
+{
+	struct server *srv = p->srv;
+
+	location_op_cancel(&p->op);
+	registrar_decision_clear(&p->d);
+	sipmsg_free(&p->msg);
+	if (srv->n_spare < srv->spare_keep)
+		srv->spare[srv->n_spare++] = p;
+	else
+		free(p);
+}
+
+/* A zeroed pending request for srv: a spare one or a new one. */
+static struct reg_pending *pending_new(struct server *srv)
+{
+	struct reg_pending *p;
+
+	if (srv->n_spare == 0)
+		return calloc(1, sizeof(struct reg_pending));
+	p = srv->spare[--srv->n_spare];
+	memset(p, 0, sizeof(*p));
+	return p;
+}
+
+static void pending_send(struct reg_pending *p, int status, struct sipresp *r)
+{
+	/* Detach first: on a reliable transport tsx_reply frees the transaction. */
+	tsx_set_owner(p->tsx, NULL, NULL);
+	if (sipresp_finish(r) == 0)
+		tsx_reply(p->tsx, status, r->buf, r->len);
+	else
+		log_warn("no memory for a %d response; the client will retransmit", status);
+	sipresp_clear(r);
+	pending_free(p);
+}
+
+static void pending_reply(struct reg_pending *p, int status, const char *reason,
+			  int retry_after)
+{
+	struct sipresp r = { 0 };
+
+	sipresp_start(&r, p->srv->tag_key, p->msg, status, reason, &p->d.req.source);
+	if (retry_after > 0)
+		sipresp_header_uint(&r, "Retry-After", (uint64_t)retry_after);
+	pending_send(p, status, &r);
+}
+
+static void pending_abort(struct tsx *t, void *owner)
+{
+	struct reg_pending *p = owner;
+
+	(void)t;
+	pending_free(p);
+}
+
+/* 401 with the challenges this client and user u (NULL: nobody known) can answer. */
+static void pending_challenge(struct reg_pending *p, const struct dir_user *u, bool stale)
+{
+	struct sipresp r = { 0 };
+	struct auth_offer offer;
+
+	auth_offer_for(p->srv->auth, p->msg, u, &offer);
+	sipresp_start(&r, p->srv->tag_key, p->msg, 401, "Unauthorized", &p->d.req.source);
+	auth_challenge(p->srv->auth, &r, &p->d.domain, &offer, stale, p->now);
+	pending_send(p, 401, &r);
+}
+
+static void pending_bindings(struct reg_pending *p, const struct binding_set *set)
+{
+	struct sipresp r = { 0 };
+
+	sipresp_start(&r, p->srv->tag_key, p->msg, 200, "OK", &p->d.req.source);
+	registrar_reply_ok(&r, &p->d, set, p->now);
+	pending_send(p, 200, &r);
+}
+
+static void register_applied(int err, enum reg_outcome outcome, const struct binding_set *set,
+			     void *arg)
+{
+	struct reg_pending *p = arg;
+	const char *reason;
+	int status;
+
+	p->op = NULL;
+	if (err) {
+		char aor[LOG_ESC_SIZE];
+
+		log_limited(&p->srv->lim_store, LOG_WARN,
+			    "location: storing a REGISTER for %s failed (%s): 503",
+			    log_escape(p->d.req.aor.p, p->d.req.aor.len, aor, sizeof(aor)),
+			    strerror(err));
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+		return;
+	}
+	if (outcome != REG_OK) {
+		status = registrar_outcome_status(&p->srv->cfg->registrar, outcome, &reason);
+		pending_reply(p, status, reason, status == 503 ? RETRY_AFTER_OVERLOAD : 0);
+		return;
+	}
+	pending_bindings(p, set);
+}
+
+static void register_fetched(int err, const struct binding_set *set, void *arg)
+{
+	register_applied(err, REG_OK, set, arg);
+}
+
+/* A backend call could not start (no connection up, its queue full): 503 at once. */
+static void pending_refused(struct reg_pending *p, int err)
+{
+	log_limited(&p->srv->lim_start, LOG_WARN, "location: cannot start a request (%s): 503",
+		    strerror(err));
+	pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+}
+
+static void register_store(struct reg_pending *p)
+{
+	struct server *srv = p->srv;
+	int err;
+
+	if (p->d.is_query)
+		err = location_fetch(srv->loc, &p->d.req.aor, p->now, register_fetched, p, &p->op);
+	else
+		err = location_apply(srv->loc, &p->d.req, register_applied, p, &p->op);
+	if (err)
+		pending_refused(p, err);
+}
+
+/* The credentials answered a challenge for user u (NULL: nobody by that name): decide
+ * 200-path, 401 or 403. An unknown or disabled user costs the same digest work as one who
+ * exists, and fails the same way as a wrong password. */
+static void register_verify(struct reg_pending *p, const struct dir_user *u)
+{
+	struct server *srv = p->srv;
+	const struct sip_source *src = &p->d.req.source;
+	char user[LOG_ESC_SIZE], aor[LOG_ESC_SIZE];
+	bool ok = auth_response_ok(&p->creds, u, &p->msg->method_name);
+
+	if (!ok || !u->enabled) {
+		auth_failure(srv->auth, src->ip, &p->creds.username, p->now);
+		log_limited(
+		    &srv->lim_auth_failed, LOG_INFO, "auth: failed for \"%s\" from %s",
+		    log_escape(p->creds.username.p, p->creds.username.len, user, sizeof(user)),
+		    src->ip);
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	if (p->nonce == AUTH_NONCE_STALE) {
+		pending_challenge(p, u, true);
+		return;
+	}
+	if (auth_nc_replayed(srv->auth, &p->creds, p->now)) {
+		pending_challenge(p, u, false);
+		return;
+	}
+	/* Right credentials of someone else for an AOR nobody holds: what a user who may not
+	 * register an existing AOR gets. */
+	if (p->hidden || !auth_may_register(u, &p->d.req.aor)) {
+		log_limited(
+		    &srv->lim_auth_owner, LOG_INFO,
+		    "auth: \"%s\" from %s may not register \"%s\"",
+		    log_escape(p->creds.username.p, p->creds.username.len, user, sizeof(user)),
+		    src->ip, log_escape(p->d.req.aor.p, p->d.req.aor.len, aor, sizeof(aor)));
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	register_store(p);
+}
+
+static void register_auth_user(int err, const struct dir_user *u, void *arg)
+{
+	struct reg_pending *p = arg;
+
+	p->op = NULL;
+	if (err) {
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+		return;
+	}
+	register_verify(p, u);
+}
+
+static void register_user(int err, const struct dir_user *u, void *arg)
+{
+	struct reg_pending *p = arg;
+	struct server *srv = p->srv;
+	const struct registrar_conf *rc = &srv->cfg->registrar;
+	struct sip_str auth_user;
+	size_t len;
+	int rv;
+
+	p->op = NULL;
+	if (err) {
+		log_limited(&srv->lim_lookup, LOG_WARN, "directory: lookup failed (%s): 503",
+			    strerror(err));
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
+		return;
+	}
+	if (!u || !u->enabled) {
+		/* Without auth nothing can be hidden: a known user would register at once. */
+		if (rc->unknown_user_status != 403 || !auth_required(srv->auth, &p->d.domain)) {
+			if (u)
+				pending_reply(p, 403, "Forbidden", 0);
+			else
+				pending_reply(p, rc->unknown_user_status,
+					      rc->unknown_user_status == 403 ? "Forbidden"
+									     : "Not Found",
+					      0);
+			return;
+		}
+		p->hidden = true;
+	} else {
+		if (u->max_contacts)
+			p->d.req.max_contacts = u->max_contacts;
+		if (u->auth_off || !auth_required(srv->auth, &p->d.domain)) {
+			register_store(p);
+			return;
+		}
+	}
+
+	rv = auth_creds_parse(p->msg, &p->d.domain, &p->creds);
+	if (rv == ENOENT) {
+		pending_challenge(p, u, false);
+		return;
+	}
+	if (rv != 0) {
+		pending_reply(p, 400, "Bad Request: malformed Authorization", 0);
+		return;
+	}
+	/* Failures count against the credentials' username: a guesser naming another
+	 * user in To must meet the same ban. */
+	if (!sip_str_eq(&p->creds.username, &p->d.user) &&
+	    auth_banned(srv->auth, p->d.req.source.ip, &p->creds.username, p->now)) {
+		if (auth_ban_action(srv->auth) == BAN_DROP) {
+			tsx_set_owner(p->tsx, NULL, NULL);
+			tsx_discard(p->tsx);
+			pending_free(p);
+			return;
+		}
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	p->nonce = auth_nonce_check(srv->auth, &p->creds, p->now);
+	if (p->nonce == AUTH_NONCE_INVALID) {
+		pending_challenge(p, u, false);
+		return;
+	}
+	/* The directory keys users by the canonical escaped user part; the digest username
+	 * is plain bytes. */
+	if (sipmsg_user_escape(&p->creds.username, p->auth_user, sizeof(p->auth_user), &len) !=
+	    0) {
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	auth_user = (struct sip_str){ .p = p->auth_user, .len = len };
+	if (sip_str_eq(&auth_user, u ? &u->username : &p->d.user)) {
+		register_verify(p, u);
+		return;
+	}
+	/* Someone else's credentials: that user may hold this AOR as an alias. */
+	rv = directory_find_user(srv->dir, &auth_user, &p->d.domain, register_auth_user, p,
+				 &p->op);
+	if (rv)
+		pending_refused(p, rv);
+}
+
+/* DESIGN: admission to the backend. Two bounds: the calls in flight (limits.max_pending)
+ * and how long the oldest of them has waited (limits.max_backend_delay_ms). A count
+ * cannot tell a fast backend with a deep pipeline from a stalled one; the wait can. Past
+ * either, a REGISTER gets 503 + Retry-After before any backend call: its client stops
+ * retransmitting and comes back later, instead of waiting in a queue it would time out
+ * in while its retransmissions eat the CPU the backend needs. New work goes first: a
+ * REGISTER that will be challenged (auth on, no Authorization) is refused at half the
+ * wait, so what capacity is left serves the authenticated retries of registrations that
+ * already cost a 401, rather than starting more of them. */
+static bool server_overloaded(struct server *srv, const struct sipmsg *m)
+{
+	const struct limits_conf *lim = &srv->cfg->limits;
+	size_t pending = location_pending(srv->loc);
+	uint32_t delay = location_delay_ms(srv->loc);
+	uint32_t bound = lim->max_backend_delay_ms;
+	struct sip_str authz;
+	size_t pos = 0;
+	bool fresh;
+
+	if (srv->dir != srv->loc) {
+		uint32_t d = location_delay_ms(srv->dir);
+
+		pending += location_pending(srv->dir);
+		delay = d > delay ? d : delay;
+	}
+	if (pending >= lim->max_pending) {
+		log_limited(&srv->lim_pending, LOG_WARN,
+			    "overloaded: %zu backend operations in flight (limits.max_pending): "
+			    "503",
+			    pending);
+		return true;
+	}
+	if (!bound)
+		return false;
+	fresh = srv->cfg->auth.enabled &&
+		!sipmsg_hdr_next(m, SIPMSG_HDR_AUTHORIZATION, &pos, &authz);
+	if (delay < (fresh ? bound / 2 : bound))
+		return false;
+	log_limited(&srv->lim_delay, LOG_WARN,
+		    "overloaded: the backend's oldest call has waited %u ms "
+		    "(limits.max_backend_delay_ms %u): 503 to %s REGISTERs",
+		    delay, bound, delay < bound ? "new" : "all");
+	return true;
+}
+
+/* REGISTER: the pure checks first, so refusals and bans cost no backend call. Takes m. */
+static void server_register(struct server *srv, struct sipmsg *m, const struct net_flow *flow)
+{
+	struct reg_pending *p = pending_new(srv);
+	struct sipresp r = { 0 };
+	bool banned;
+	int err;
+
+	if (!p) {
+		sipmsg_free(&m);
+		return;
+	}
+	p->srv = srv;
+	p->msg = m;
+	p->now = (int64_t)time(NULL);
+	if (registrar_check(&srv->cfg->registrar, m, p->now, &p->d) != 0) {
+		pending_free(p);
+		return;
+	}
+	banned = p->d.status == 0 && auth_banned(srv->auth, flow->src.ip, &p->d.user, p->now);
+	if (banned && auth_ban_action(srv->auth) == BAN_DROP) {
+		pending_free(p);
+		return;
+	}
+
+	err = tsx_create(srv->tsx, m, flow, &p->tsx);
+	if (err == EBUSY) {
+		log_limited(&srv->lim_tsx, LOG_WARN,
+			    "overloaded: %u transactions live (limits.max_transactions): 503",
+			    srv->cfg->limits.max_transactions);
+		server_reply_stateless(srv, m, flow, 503, "Service Unavailable",
+				       RETRY_AFTER_OVERLOAD);
+		pending_free(p);
+		return;
+	}
+	if (err) {
+		pending_free(p);
+		return;
+	}
+	tsx_set_owner(p->tsx, pending_abort, p);
+	p->d.req.source = flow->src;
+
+	if (p->d.status) {
+		sipresp_start(&r, srv->tag_key, m, p->d.status, p->d.reason, &flow->src);
+		if (p->d.status == 423)
+			sipresp_header_uint(&r, "Min-Expires", srv->cfg->registrar.min_expires);
+		if (p->d.status == 420 && p->d.unsupported)
+			sipresp_header_str(&r, "Unsupported", p->d.unsupported);
+		pending_send(p, p->d.status, &r);
+		return;
+	}
+	if (banned) {
+		pending_reply(p, 403, "Forbidden", 0);
+		return;
+	}
+	if (server_overloaded(srv, m)) {
+		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_OVERLOAD);
+		return;
+	}
+	p->d.req.instance_id = sip_str_c(srv->cfg->instance_id);
+	err = directory_find_user(srv->dir, &p->d.user, &p->d.domain, register_user, p, &p->op);
+	if (err)
+		pending_refused(p, err);
+}
+
+/* Methods other than REGISTER end here, in their own transaction. */
+static void server_other(struct server *srv, struct sipmsg *m, const struct net_flow *flow)
+{
+	char unsupported[REGISTRAR_AOR_MAX];
+	struct sipresp r = { 0 };
+	struct tsx *t;
+	int status;
+
+	if (tsx_create(srv->tsx, m, flow, &t) != 0) {
+		server_reply_stateless(srv, m, flow, 503, "Service Unavailable",
+				       RETRY_AFTER_OVERLOAD);
+		goto out;
+	}
+	switch (m->method) {
+	case SIP_M_OPTIONS:
+		if (registrar_require_unsupported(m, unsupported, sizeof(unsupported))) {
+			status = 420;
+			sipresp_start(&r, srv->tag_key, m, status, "Bad Extension", &flow->src);
+			sipresp_header_str(&r, "Unsupported", unsupported);
+			break;
+		}
+		status = 200;
+		sipresp_start(&r, srv->tag_key, m, status, "OK", &flow->src);
+		sipresp_header_str(&r, "Allow", server_allow);
+		sipresp_header_str(&r, "Accept", "application/sdp");
+		sipresp_header_str(&r, "Accept-Encoding", "identity");
+		sipresp_header_str(&r, "Accept-Language", "en");
+		sipresp_header_str(&r, "Supported", "path");
+		break;
+	case SIP_M_UNKNOWN:
+		status = 501;
+		sipresp_start(&r, srv->tag_key, m, status, "Not Implemented", &flow->src);
+		sipresp_header_str(&r, "Allow", server_allow);
+		break;
+	default:
+		status = 405;
+		sipresp_start(&r, srv->tag_key, m, status, "Method Not Allowed", &flow->src);
+		sipresp_header_str(&r, "Allow", server_allow);
+		break;
+	}
+	if (sipresp_finish(&r) == 0)
+		tsx_reply(t, status, r.buf, r.len);
+	sipresp_clear(&r);
+out:
+	sipmsg_free(&m);
+}
+
+static void server_on_message(const char *buf, size_t len, const struct net_flow *flow,
+			      void *arg)
+{
+	struct server *srv = arg;
+	struct sipmsg *m = NULL;
+	struct sipmsg_tsx_id id;
+	const char *reason = NULL;
+	struct tsx *t;
+	int status = 0;
+	int err;
+
+	/* A retransmission meets its transaction before any parse: under overload,
+	 * retransmissions are most of what arrives, and a full parse of each would spend
+	 * the CPU that new requests need. */
+	if (sipmsg_peek_tsx_id(buf, len, &id) && (t = tsx_lookup_id(srv->tsx, &id))) {
+		tsx_retransmission(t);
+		return;
+	}
+	err = sipmsg_parse(&m, buf, len, &status, &reason);
+	if (err == EBADMSG) {
+		log_debug("bad message from %s:%u: %d %s", flow->src.ip, flow->src.port, status,
+			  reason ? reason : "unparsable");
+		if (m && !m->is_response && m->method != SIP_M_ACK && status)
+			server_reply_stateless(srv, m, flow, status, reason, 0);
+		else if (!m)
+			server_reply_unparsed(srv, buf, len, flow, status, reason);
+		goto out;
+	}
+	if (err)
+		goto out;
+	/* A registrar sends no requests, so a response has no transaction to meet; ACK
+	 * only ever confirms a final response to INVITE, which we never send. */
+	if (m->is_response || m->method == SIP_M_ACK)
+		goto out;
+
+	t = tsx_lookup(srv->tsx, m);
+	if (t) {
+		tsx_retransmission(t);
+		goto out;
+	}
+	if (m->method == SIP_M_REGISTER) {
+		server_register(srv, m, flow);
+		return;
+	}
+	server_other(srv, m, flow);
+	return;
+out:
+	sipmsg_free(&m);
+}
+
+int server_alloc(struct server **sp, struct event_base *base, const struct config *cfg)
+{
+	struct server *srv;
+	int err;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return ENOMEM;
+	srv->cfg = cfg;
+	srv->base = base;
+#ifdef __SANITIZE_ADDRESS__
+	srv->spare_keep = 0; /* under AddressSanitizer a use after free must show */
+#else
+	srv->spare_keep = PENDING_SPARE_MAX;
+#endif
+	err = auth_alloc(&srv->auth, &cfg->auth, cfg->trusted_sources);
+	if (err)
+		goto fail;
+	err = auth_tag_key_alloc(srv->auth, &srv->tag_key);
+	if (err) {
+		log_err("cannot key the To tags: %s", strerror(err));
+		goto fail;
+	}
+	err = location_open(&srv->loc, cfg->location, base, cfg->instance_id);
+	if (err) {
+		log_err("location: cannot open backend \"%s\": %s",
+			location_conf_backend(cfg->location), strerror(err));
+		goto fail;
+	}
+	/* Users and bindings in the same store: one instance, one connection pool. */
+	if (location_conf_same_store(cfg->directory, cfg->location)) {
+		srv->dir = srv->loc;
+	} else {
+		err = location_open(&srv->dir, cfg->directory, base, cfg->instance_id);
+		if (err) {
+			log_err("directory: cannot open backend \"%s\": %s",
+				location_conf_backend(cfg->directory), strerror(err));
+			goto fail;
+		}
+	}
+	err = net_alloc(&srv->net, base, cfg, server_on_message, srv);
+	if (err)
+		goto fail;
+	err = tsx_table_alloc(&srv->tsx, base, srv->net, cfg->limits.max_transactions, 0);
+	if (err)
+		goto fail;
+	*sp = srv;
+	return 0;
+fail:
+	server_free(&srv);
+	return err;
+}
+
+void server_free(struct server **sp)
+{
+	struct server *srv = *sp;
+
+	if (!srv)
+		return;
+	/* Transactions first: their owners cancel backend operations before the backends
+	 * go away, and no response is sent on a transport that is already closed. */
+	tsx_table_free(&srv->tsx);
+	net_free(&srv->net);
+	if (srv->dir == srv->loc)
+		srv->dir = NULL;
+	location_close(&srv->loc);
+	location_close(&srv->dir);
+	sipresp_tag_key_free(&srv->tag_key);
+	auth_free(&srv->auth);
+	while (srv->n_spare)
+		free(srv->spare[--srv->n_spare]);
+	free(srv);
+	*sp = NULL;
+}

@@ -1,0 +1,132 @@
+/* Transport setup and dispatch: binds every configured listener, routes net_send to the
+ * UDP or TCP side, and holds the counters. The per-protocol work is in udp.c and tcp.c,
+ * the socket helpers they share in sock.c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sipreg/log.h"
+#include "net/net_priv.h"
+#include "net/tcp.h"
+#include "net/udp.h"
+
+int net_alloc(struct net **np, struct event_base *base, const struct config *cfg,
+	      net_recv_h *recvh, void *arg)
+{
+	struct timeval idle;
+	struct net *n;
+	int err = ENOMEM;
+
+	*np = NULL;
+	if (!base || !cfg || !recvh || cfg->limits.max_message_size == 0)
+		return EINVAL;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return ENOMEM;
+	n->base = base;
+	n->recvh = recvh;
+	n->arg = arg;
+	n->max_msg = cfg->limits.max_message_size;
+	n->max_conns = cfg->limits.max_tcp_connections;
+	n->idle_timeout = cfg->limits.tcp_idle_timeout;
+	n->max_queue_delay_ns = (int64_t)cfg->limits.max_queue_delay_ms * 1000000;
+	n->next_conn_id = 1;
+	n->n_listen = cfg->n_listen;
+	if (hmap_init(&n->conns, 64) != 0)
+		goto fail;
+	/* Every connection shares one timeout length: a common timeout keeps them in a
+	 * queue (O(1) re-arm on each read) instead of the timer heap. 0 = no timeout. */
+	if (n->idle_timeout) {
+		idle = (struct timeval){.tv_sec = n->idle_timeout};
+		n->idle_tv = event_base_init_common_timeout(base, &idle);
+		if (!n->idle_tv)
+			goto fail;
+	}
+	n->udp = calloc(cfg->n_listen + 1, sizeof(*n->udp));
+	n->tcp = calloc(cfg->n_listen + 1, sizeof(*n->tcp));
+	n->ports = calloc(cfg->n_listen + 1, sizeof(*n->ports));
+	if (!n->udp || !n->tcp || !n->ports)
+		goto fail;
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		const struct listen_spec *spec = &cfg->listen[i];
+
+		switch (spec->proto) {
+		case SIP_PROTO_UDP:
+			err = net_udp_open(n, spec, &n->udp[i]);
+			if (!err)
+				n->ports[i] = n->udp[i]->port;
+			break;
+		case SIP_PROTO_TCP:
+			err = net_tcp_open(n, spec, &n->tcp[i]);
+			if (!err)
+				n->ports[i] = n->tcp[i]->port;
+			break;
+		default:
+			err = ENOTSUP;
+			break;
+		}
+		if (err) {
+			log_err("cannot listen on %s://%s%s%s:%u: %s",
+				sip_proto_name(spec->proto), strchr(spec->addr, ':') ? "[" : "",
+				spec->addr, strchr(spec->addr, ':') ? "]" : "", spec->port,
+				strerror(err));
+			goto fail;
+		}
+	}
+	*np = n;
+	return 0;
+fail:
+	net_free(&n);
+	return err;
+}
+
+void net_free(struct net **np)
+{
+	struct net *n = *np;
+
+	if (!n)
+		return;
+	for (size_t i = 0; i < n->n_listen; i++) {
+		if (n->udp)
+			net_udp_close(&n->udp[i]);
+		if (n->tcp)
+			net_tcp_close(&n->tcp[i]);
+	}
+	if (n->conns.buckets) {
+		net_tcp_close_all(n);
+		hmap_destroy(&n->conns);
+	}
+	free(n->udp);
+	free(n->tcp);
+	free(n->ports);
+	free(n->rxbuf);
+	free(n);
+	*np = NULL;
+}
+
+int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const char *buf,
+	     size_t len)
+{
+	if (!n || !flow || !buf)
+		return EINVAL;
+	switch (flow->src.proto) {
+	case SIP_PROTO_UDP:
+		return net_udp_send(n, flow, port ? port : flow->src.port, buf, len);
+	case SIP_PROTO_TCP:
+		return net_tcp_send(n, flow, buf, len);
+	default:
+		return ENOTSUP;
+	}
+}
+
+void net_stats_get(const struct net *n, struct net_stats *st)
+{
+	*st = n->stats;
+}
+
+uint16_t net_listen_port(const struct net *n, size_t i)
+{
+	return i < n->n_listen ? n->ports[i] : 0;
+}

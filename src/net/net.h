@@ -1,0 +1,64 @@
+/* Transports: UDP and TCP listeners on the event loop, and sending a response back along
+ * the flow a request came in on (RFC 3261 §18.2.2, RFC 3581). */
+#ifndef SIPREG_NET_H
+#define SIPREG_NET_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "sipreg/types.h"
+
+struct event_base;
+struct net;
+
+/* How a message arrived: enough to answer it and to record it in a binding. */
+struct net_flow {
+	struct sip_source src;          /* proto, peer ip/port, conn_id */
+	struct sockaddr_storage peer;   /* peer address as a sockaddr */
+	socklen_t peer_len;
+	int udp_fd;                     /* UDP socket it arrived on (answers leave from it) */
+	uint16_t local_port;
+};
+
+/* One complete message (a datagram, or a framed message from a stream). buf is borrowed. */
+typedef void(net_recv_h)(const char *buf, size_t len, const struct net_flow *flow, void *arg);
+
+/* Bind every listener of cfg->listen (SO_REUSEPORT so several sipregd processes share a
+ * port). Returns 0 or an errno; the log names the failing address. *np: net_free(). */
+int net_alloc(struct net **np, struct event_base *base, const struct config *cfg,
+	      net_recv_h *recvh, void *arg);
+void net_free(struct net **np);
+
+/* Send a response along flow. For UDP, port is where it goes (the caller applied
+ * §18.2.2: rport -> source port, else Via port or 5060; 0 = the source port); the
+ * address is always the flow's source address. For TCP the bytes go on the same
+ * connection; ENOTCONN when it has closed meanwhile. Returns 0 or an errno (the message
+ * is dropped, as UDP would). Not to be called with a net being freed; the receive
+ * handler must not free the net it is called from. */
+int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const char *buf,
+	     size_t len);
+
+/* Counters for logs and benchmarks. rx_dropped: oversize datagrams and TCP streams
+ * closed for an oversize or unframeable message; tx_dropped: sends that failed (full
+ * socket buffer, closed connection); tcp_conns: connections open now;
+ * tcp_conns_refused: connections closed at once because max_tcp_connections were open. */
+struct net_stats {
+	uint64_t rx_msgs, tx_msgs, rx_dropped, tcp_conns, tcp_conns_refused;
+	uint64_t tx_dropped;
+	uint64_t rx_stale; /* UDP datagrams shed unread: older than limits.max_queue_delay_ms */
+};
+void net_stats_get(const struct net *n, struct net_stats *st);
+
+/* The port the i-th cfg->listen entry is bound to (useful when it asked for port 0);
+ * 0 when there is no such entry. */
+uint16_t net_listen_port(const struct net *n, size_t i);
+
+/* TCP framing, exposed for unit tests: given buffered stream bytes, returns the length of
+ * the first complete message (headers + Content-Length body) in *msg_len and how many
+ * leading CRLF keep-alive bytes precede it in *skip. Returns 0 (complete), EAGAIN (need
+ * more), EMSGSIZE (exceeds max), EBADMSG (no valid Content-Length on a stream). */
+int net_tcp_frame(const char *buf, size_t len, size_t max, size_t *skip, size_t *msg_len);
+
+#endif

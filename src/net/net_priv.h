@@ -1,0 +1,61 @@
+/* The state the transport files (net.c, udp.c, tcp.c) share; nothing outside src/net/
+ * includes this. Functions live in sock.h, udp.h and tcp.h so no file includes its caller. */
+#ifndef SIPREG_NET_PRIV_H
+#define SIPREG_NET_PRIV_H
+
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "sipreg/hmap.h"
+#include "net/net.h"
+
+/* Datagrams read per recvmmsg call, and calls per wakeup: 4 x 32 datagrams, then back to
+ * the loop so TCP and timers get their turn (level triggering brings us back). */
+#define NET_UDP_BATCH  32
+#define NET_UDP_ROUNDS 4
+
+struct net_udp {
+	struct net *net;
+	int fd;
+	uint16_t port;
+	struct event *ev;
+	/* Receive buffer sizing under overload (net_udp.c): the size set now, the size
+	 * it returns to, and when it last changed. */
+	int rcvbuf, rcvbuf_full;
+	int64_t rcvbuf_changed_ns;
+};
+
+struct net_tcp_listener {
+	struct net *net;
+	int fd;
+	uint16_t port;
+	struct event *ev;
+	struct event *retry; /* re-enables ev after EMFILE/ENFILE */
+};
+
+struct net {
+	struct event_base *base;
+	net_recv_h *recvh;
+	void *arg;
+	size_t max_msg;
+	uint32_t max_conns;
+	uint32_t idle_timeout;
+	/* One entry per cfg->listen entry, in order; exactly one of the two is set. */
+	struct net_udp **udp;
+	struct net_tcp_listener **tcp;
+	uint16_t *ports;
+	size_t n_listen;
+	/* UDP receive batch: NET_UDP_BATCH buffers of max_msg + 1 bytes. */
+	char *rxbuf;
+	/* Queue-age shedding (net_udp.c); 0 turns it off. */
+	int64_t max_queue_delay_ns;
+	int64_t stale_report_ns;   /* when rx_stale was last logged */
+	uint64_t stale_reported;   /* rx_stale at that time */
+	/* TCP connections by conn_id. */
+	struct hmap conns;
+	uint64_t next_conn_id;
+	const struct timeval *idle_tv; /* libevent common timeout for idle connections */
+	struct net_stats stats;
+};
+
+#endif

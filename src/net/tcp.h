@@ -1,0 +1,13 @@
+/* The TCP transport (tcp.c): accept, framing, output, caps and idle timeout. */
+#ifndef SIPREG_NET_TCP_H
+#define SIPREG_NET_TCP_H
+
+#include "net/net_priv.h"
+
+int net_tcp_open(struct net *n, const struct listen_spec *spec, struct net_tcp_listener **lp);
+void net_tcp_close(struct net_tcp_listener **lp);
+/* Close every connection (net_free). */
+void net_tcp_close_all(struct net *n);
+int net_tcp_send(struct net *n, const struct net_flow *flow, const char *buf, size_t len);
+
+#endif
