@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "net/sock.h"
+#include "util/netaddr.h"
 
 static int net_sockaddr(const struct listen_spec *spec, struct sockaddr_storage *ss,
 			socklen_t *lenp)
@@ -66,25 +67,6 @@ fail:
 	return err;
 }
 
-/* inet_ntop for IPv4 without its sprintf: it runs once per datagram. buf holds at least
- * INET_ADDRSTRLEN bytes. */
-static void net_ipv4_text(const struct in_addr *a, char *buf)
-{
-	const uint8_t *b = (const uint8_t *)&a->s_addr;
-	size_t n = 0;
-
-	for (int i = 0; i < 4; i++) {
-		if (i)
-			buf[n++] = '.';
-		if (b[i] >= 100)
-			buf[n++] = (char)('0' + b[i] / 100);
-		if (b[i] >= 10)
-			buf[n++] = (char)('0' + b[i] / 10 % 10);
-		buf[n++] = (char)('0' + b[i] % 10);
-	}
-	buf[n] = '\0';
-}
-
 void net_flow_set_peer(struct net_flow *flow, enum sip_proto proto, const struct sockaddr *sa,
 		       socklen_t len)
 {
@@ -101,7 +83,7 @@ void net_flow_set_peer(struct net_flow *flow, enum sip_proto proto, const struct
 	} else {
 		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
 
-		net_ipv4_text(&sin->sin_addr, flow->src.ip);
+		netaddr_ipv4_text((const uint8_t *)&sin->sin_addr.s_addr, flow->src.ip);
 		flow->src.port = ntohs(sin->sin_port);
 	}
 }

@@ -21,6 +21,7 @@
 #include "net/net_priv.h"
 #include "net/sock.h"
 #include "net/tcp.h"
+#include "util/text.h"
 
 /* Bytes read per wakeup at most (and spare room kept in the input buffer). */
 #define NET_TCP_CHUNK 16384
@@ -53,16 +54,6 @@ struct net_conn {
 
 /* ---- framing ---------------------------------------------------------------------- */
 
-static bool is_lws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static bool name_is(const char *p, size_t len, const char *name)
-{
-	return len == strlen(name) && strncasecmp(p, name, len) == 0;
-}
-
 /* Content-Length of a header block (start line, headers, final empty line). Folded lines
  * (CRLF + SP/HT) belong to the header above them. Returns 0, or EBADMSG for a missing,
  * empty, negative or non-numeric value, or two values that disagree. Values beyond max
@@ -91,15 +82,15 @@ static int frame_content_length(const char *p, size_t hlen, size_t max, size_t *
 		while (v < h && (*v == ' ' || *v == '\t'))
 			v++;
 		if (v < h && *v == ':' &&
-		    (name_is(line, (size_t)(colon - line), "content-length") ||
-		     name_is(line, (size_t)(colon - line), "l"))) {
-			for (v++; v < h && is_lws(*v); v++)
+		    (text_mem_ieq(line, (size_t)(colon - line), "content-length") ||
+		     text_mem_ieq(line, (size_t)(colon - line), "l"))) {
+			for (v++; v < h && text_is_lws(*v); v++)
 				;
 			for (; v < h && *v >= '0' && *v <= '9'; v++, digits++)
 				value = value > max ? max + 1 : value * 10 + (size_t)(*v - '0');
 			if (value > max)
 				value = max + 1;
-			while (v < h && is_lws(*v))
+			while (v < h && text_is_lws(*v))
 				v++;
 			if (digits == 0 || v != h || (found && value != cl))
 				return EBADMSG;

@@ -27,7 +27,9 @@
 #include "registrar/digest.h"
 #include "sipreg/hmap.h"
 #include "sipreg/log.h"
+#include "sip/uri.h"
 #include "util/netaddr.h"
+#include "util/text.h"
 
 /* Nonce layout. 16 bytes of MAC = 128 bits: forging one is out of reach. */
 #define NONCE_TS_LEN   8
@@ -119,11 +121,6 @@ struct auth {
 static bool str_ieq(const struct sip_str *a, const char *b, size_t blen)
 {
 	return a->len == blen && (blen == 0 || strncasecmp(a->p, b, blen) == 0);
-}
-
-static bool is_lws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
 /* RFC 3261 token characters. */
@@ -480,7 +477,7 @@ static int dparam_next(const struct sip_str *v, size_t *pos, struct dparam *dp)
 	const char *s = v->p, *e = v->p + v->len, *p = s + *pos;
 
 	/* Empty list elements (",,") are allowed by the #rule. */
-	while (p < e && (is_lws(*p) || *p == ','))
+	while (p < e && (text_is_lws(*p) || *p == ','))
 		p++;
 	if (p == e)
 		return 0;
@@ -490,12 +487,12 @@ static int dparam_next(const struct sip_str *v, size_t *pos, struct dparam *dp)
 	dp->name.len = (size_t)(p - dp->name.p);
 	if (dp->name.len == 0)
 		return -1;
-	while (p < e && is_lws(*p))
+	while (p < e && text_is_lws(*p))
 		p++;
 	if (p == e || *p != '=')
 		return -1;
 	p++;
-	while (p < e && is_lws(*p))
+	while (p < e && text_is_lws(*p))
 		p++;
 	if (p == e)
 		return -1;
@@ -518,13 +515,13 @@ static int dparam_next(const struct sip_str *v, size_t *pos, struct dparam *dp)
 		/* Tokens, leniently: some clients leave a uri or cnonce unquoted. */
 		dp->quoted = false;
 		dp->value.p = p;
-		while (p < e && *p != ',' && *p != '"' && !is_lws(*p))
+		while (p < e && *p != ',' && *p != '"' && !text_is_lws(*p))
 			p++;
 		dp->value.len = (size_t)(p - dp->value.p);
 		if (dp->value.len == 0)
 			return -1;
 	}
-	while (p < e && is_lws(*p))
+	while (p < e && text_is_lws(*p))
 		p++;
 	if (p < e && *p != ',')
 		return -1;
@@ -578,9 +575,9 @@ int auth_creds_parse_value(const struct sip_str *value, struct auth_creds *c)
 
 	memset(c, 0, sizeof(*c));
 	c->alg = DIGEST_MD5;
-	while (p < e && is_lws(*p))
+	while (p < e && text_is_lws(*p))
 		p++;
-	if ((size_t)(e - p) < 7 || strncasecmp(p, "Digest", 6) != 0 || !is_lws(p[6]))
+	if ((size_t)(e - p) < 7 || strncasecmp(p, "Digest", 6) != 0 || !text_is_lws(p[6]))
 		return EBADMSG;
 	pos = (size_t)(p + 6 - value->p);
 	while ((rv = dparam_next(value, &pos, &dp)) == 1) {
@@ -647,80 +644,18 @@ int auth_creds_parse_value(const struct sip_str *value, struct auth_creds *c)
 	return 0;
 }
 
-/* The raw Request-URI from the request line (libosip2 unescapes and rewrites it). */
-static bool request_uri_raw(const struct sipmsg *m, struct sip_str *uri)
-{
-	const char *p = m->raw, *e, *s;
-
-	if (!p || !m->raw_len)
-		return false;
-	e = p + m->raw_len;
-	while (p < e && (*p == '\r' || *p == '\n'))
-		p++;
-	while (p < e && *p != ' ')
-		p++;
-	while (p < e && *p == ' ')
-		p++;
-	s = p;
-	while (p < e && *p != ' ' && *p != '\r' && *p != '\n')
-		p++;
-	if (p == s)
-		return false;
-	*uri = (struct sip_str){.p = s, .len = (size_t)(p - s)};
-	return true;
-}
-
-/* scheme, user and host of a SIP URI, without port, parameters and headers. */
-struct uri_parts {
-	struct sip_str scheme, user, host;
-};
-
-static bool uri_split(const struct sip_str *u, struct uri_parts *up)
-{
-	const char *p = u->p, *e = u->p + u->len, *colon, *at, *h;
-
-	colon = memchr(p, ':', u->len);
-	if (!colon || colon == p)
-		return false;
-	up->scheme = (struct sip_str){.p = p, .len = (size_t)(colon - p)};
-	p = colon + 1;
-	/* userinfo ends at '@' before any ';' or '?' of the host part. */
-	at = NULL;
-	for (const char *q = p; q < e && *q != ';' && *q != '?'; q++)
-		if (*q == '@')
-			at = q;
-	up->user = SIP_STR_NULL;
-	if (at) {
-		const char *pw = memchr(p, ':', (size_t)(at - p));
-
-		up->user = (struct sip_str){.p = p, .len = (size_t)((pw ? pw : at) - p)};
-		p = at + 1;
-	}
-	h = p;
-	if (p < e && *p == '[') {
-		while (p < e && *p != ']')
-			p++;
-		if (p == e)
-			return false;
-		p++;
-	} else {
-		while (p < e && *p != ':' && *p != ';' && *p != '?')
-			p++;
-	}
-	up->host = (struct sip_str){.p = h, .len = (size_t)(p - h)};
-	return up->host.len > 0;
-}
-
 /* RFC 2617 §3.2.2.5: the digest uri names the Request-URI. Equal bytes, or the same
  * scheme, user and host (case-insensitive scheme and host): a proxy on the way may add a
  * port or parameters (;transport=, ;lr) to the Request-URI without breaking the answer. */
 static bool auth_uri_matches(const struct sip_str *digest_uri, const struct sip_str *ruri)
 {
-	struct uri_parts a, b;
+	struct sip_uri_parts a, b;
 
 	if (sip_str_eq(digest_uri, ruri))
 		return true;
-	if (!uri_split(digest_uri, &a) || !uri_split(ruri, &b))
+	/* Only SIP URIs have the parts; other schemes must match byte for byte. */
+	if (!sip_uri_split(digest_uri, &a) || !sip_uri_split(ruri, &b) || a.host.len == 0 ||
+	    b.host.len == 0)
 		return false;
 	return str_ieq(&a.scheme, b.scheme.p, b.scheme.len) && sip_str_eq(&a.user, &b.user) &&
 	       str_ieq(&a.host, b.host.p, b.host.len);
@@ -728,7 +663,7 @@ static bool auth_uri_matches(const struct sip_str *digest_uri, const struct sip_
 
 int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct auth_creds *c)
 {
-	struct sip_str vals[AUTHZ_MAX], ruri, uri;
+	struct sip_str vals[AUTHZ_MAX], uri;
 	struct auth_creds tmp;
 	char ubuf[QVAL_MAX];
 	bool bad = false;
@@ -748,9 +683,8 @@ int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct
 		}
 		if (!ours)
 			continue;
-		if (!request_uri_raw(m, &ruri) ||
-		    !unquote(&tmp.uri, ubuf, sizeof(ubuf), &uri) ||
-		    !auth_uri_matches(&uri, &ruri))
+		if (!m->ruri.len || !unquote(&tmp.uri, ubuf, sizeof(ubuf), &uri) ||
+		    !auth_uri_matches(&uri, &m->ruri))
 			return EBADMSG;
 		*c = tmp;
 		return 0;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sip/uri.h"
 #include "sipreg/types.h"
 
 enum sip_method {
@@ -68,6 +69,7 @@ struct sipmsg {
 	bool is_response;
 	enum sip_method method;
 	struct sip_str method_name;
+	struct sip_str ruri;     /* raw Request-URI (libosip2 unescapes its copy) */
 	uint32_t cseq;
 	struct sip_str call_id;
 	struct sip_str branch;   /* top Via branch, empty if none */
@@ -105,6 +107,9 @@ struct sipmsg {
 int sipmsg_parse(struct sipmsg **mp, const char *buf, size_t len, int *status_r,
 		 const char **reason_r);
 void sipmsg_free(struct sipmsg **mp);
+
+/* Which recorded header a trimmed header name is (full or compact form). */
+enum sipmsg_hdr sipmsg_hdr_identify(const struct sip_str *n);
 
 /* Method name -> enum (case-sensitive, as RFC 3261 requires). */
 enum sip_method sipmsg_method_from(const char *name, size_t len);
@@ -157,23 +162,5 @@ bool sipmsg_list_next(const struct sip_str *v, size_t *pos, struct sip_str *elem
  * and then val->p points just after the name. */
 bool sipmsg_param(const struct sip_str *params, const char *name, struct sip_str *val);
 
-/* Canonical AOR "user@host" of a raw sip/sips URI: user percent-decoded and re-encoded
- * canonically (so %41 == A and %00 survives as "%00"), host lower-cased, no port or
- * params. Writes into buf; returns 0, EINVAL (not a sip/sips URI with a user and a valid
- * host) or ENOSPC. user_r / domain_r (may be NULL) point into buf. */
-int sipmsg_uri_aor(const struct sip_str *uri, char *buf, size_t buflen, struct sip_str *user_r,
-		   struct sip_str *domain_r);
-/* Comparison key of a raw Contact URI per RFC 3261 §19.1.4: scheme and host lower-case,
- * user canonically escaped, port kept, URI parameters lower-cased by name and sorted,
- * headers dropped. Returns 0, EINVAL or ENOSPC. */
-int sipmsg_uri_key(const struct sip_str *uri, char *buf, size_t buflen, size_t *len_r);
-
-/* A user name given as plain bytes (a digest username) in the canonical escaped form
- * sipmsg_uri_aor gives URI user parts, so both name the same directory entry. Returns 0
- * or ENOSPC. */
-int sipmsg_user_escape(const struct sip_str *bytes, char *buf, size_t buflen, size_t *len_r);
-
-/* Host check for a URI or Via host: hostname, IPv4, or bracketed IPv6. */
-bool sipmsg_host_valid(const char *host, size_t len);
 
 #endif

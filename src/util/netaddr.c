@@ -188,3 +188,20 @@ bool netaddr_set_contains_str(const struct netaddr_set *s, const char *ip)
 		return match_v6(s, a);
 	return false;
 }
+
+size_t netaddr_ipv4_text(const uint8_t *b, char *buf)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < 4; i++) {
+		if (i)
+			buf[n++] = '.';
+		if (b[i] >= 100)
+			buf[n++] = (char)('0' + b[i] / 100);
+		if (b[i] >= 10)
+			buf[n++] = (char)('0' + b[i] / 10 % 10);
+		buf[n++] = (char)('0' + b[i] % 10);
+	}
+	buf[n] = '\0';
+	return n;
+}
