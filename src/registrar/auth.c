@@ -14,6 +14,7 @@
 #include "registrar/auth.h"
 
 #include <ctype.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -152,17 +153,16 @@ static bool unquote(const struct sip_str *in, char *buf, size_t cap, struct sip_
 
 static void be64_put(uint8_t *p, uint64_t v)
 {
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
+	v = htobe64(v);
+	memcpy(p, &v, sizeof(v));
 }
 
 static uint64_t be64_get(const uint8_t *p)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
+	memcpy(&v, p, sizeof(v));
+	return be64toh(v);
 }
 
 /* ---- setup ------------------------------------------------------------------------ */

@@ -3,6 +3,7 @@
  * more than the hash of a short SIP string. */
 #include "registrar/digest.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -46,15 +47,14 @@ int digest_alg_parse(const struct sip_str *name, enum digest_alg *algp)
 	return EINVAL;
 }
 
-static void digest_to_hex(const unsigned char *bin, size_t len, char *hex)
+/* OpenSSL's hex is upper case; digest (RFC 7616 §3.4.1) compares lower-case hex. */
+static int digest_to_hex(const unsigned char *bin, size_t len, char *hex)
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < len; i++) {
-		hex[2 * i] = digits[bin[i] >> 4];
-		hex[2 * i + 1] = digits[bin[i] & 0xf];
-	}
-	hex[2 * len] = '\0';
+	if (!OPENSSL_buf2hexstr_ex(hex, 2 * len + 1, NULL, bin, (long)len, '\0'))
+		return EIO;
+	for (size_t i = 0; i < 2 * len; i++)
+		hex[i] = (char)tolower((unsigned char)hex[i]);
+	return 0;
 }
 
 int digest_hash_hex(enum digest_alg alg, const struct sip_str *parts, size_t n, char *hex)
@@ -84,8 +84,7 @@ int digest_hash_hex(enum digest_alg alg, const struct sip_str *parts, size_t n, 
 	}
 	if (!EVP_DigestFinal_ex(ctx, bin, &binlen) || binlen * 2 != digest_hex_len(alg))
 		goto out;
-	digest_to_hex(bin, binlen, hex);
-	err = 0;
+	err = digest_to_hex(bin, binlen, hex);
 out:
 	OPENSSL_cleanse(bin, sizeof(bin));
 	return err;
@@ -271,85 +270,59 @@ out:
 	return err;
 }
 
-static const char b64url_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 size_t digest_b64url_len(size_t len)
 {
 	return len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
 }
 
+/* OpenSSL writes the standard alphabet with padding; RFC 4648 §5 swaps two characters and
+ * drops the padding. */
 size_t digest_b64url_encode(const uint8_t *in, size_t len, char *out)
 {
-	size_t o = 0, i = 0;
+	unsigned char tmp[(DIGEST_B64URL_MAX + 2) / 3 * 4 + 1];
+	size_t n = digest_b64url_len(len);
 
-	for (; i + 3 <= len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-
-		out[o++] = b64url_chars[v >> 18];
-		out[o++] = b64url_chars[(v >> 12) & 63];
-		out[o++] = b64url_chars[(v >> 6) & 63];
-		out[o++] = b64url_chars[v & 63];
+	if (len > DIGEST_B64URL_MAX) {
+		out[0] = '\0';
+		return 0;
 	}
-	if (len - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-
-		out[o++] = b64url_chars[v >> 18];
-		out[o++] = b64url_chars[(v >> 12) & 63];
-	} else if (len - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-
-		out[o++] = b64url_chars[v >> 18];
-		out[o++] = b64url_chars[(v >> 12) & 63];
-		out[o++] = b64url_chars[(v >> 6) & 63];
-	}
-	out[o] = '\0';
-	return o;
-}
-
-static int b64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
+	EVP_EncodeBlock(tmp, in, (int)len);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : (char)tmp[i];
+	out[n] = '\0';
+	return n;
 }
 
 int digest_b64url_decode(const char *in, size_t len, uint8_t *out, size_t outcap,
 			 size_t *outlen)
 {
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0;
+	unsigned char tmp[(DIGEST_B64URL_MAX + 2) / 3 * 4 + 1];
+	unsigned char bin[DIGEST_B64URL_MAX + 3];
+	char again[sizeof(tmp)];
+	size_t padded = (len + 3) / 4 * 4, n;
+	int got;
 
 	*outlen = 0;
-	if (len % 4 == 1)
+	if (len % 4 == 1 || padded >= sizeof(tmp))
 		return EINVAL;
 	for (size_t i = 0; i < len; i++) {
-		int v = b64url_value(in[i]);
-
-		if (v < 0)
+		/* The standard alphabet's two characters and padding are not base64url. */
+		if (in[i] == '+' || in[i] == '/' || in[i] == '=')
 			return EINVAL;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (o == outcap)
-				return ENOSPC;
-			out[o++] = (uint8_t)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
+		tmp[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : (unsigned char)in[i];
 	}
-	/* Leftover bits must be zero, or two encodings would decode to one nonce. */
-	if (acc != 0)
+	memset(tmp + len, '=', padded - len);
+	got = padded ? EVP_DecodeBlock(bin, tmp, (int)padded) : 0;
+	if (got < 0)
 		return EINVAL;
-	*outlen = o;
+	n = (size_t)got - (padded - len); /* EVP_DecodeBlock counts padding as zero bytes */
+	/* Encoding back must give the input: non-zero leftover bits would let two spellings
+	 * decode to one nonce. */
+	if (digest_b64url_encode(bin, n, again) != len || memcmp(again, in, len) != 0)
+		return EINVAL;
+	if (n > outcap)
+		return ENOSPC;
+	memcpy(out, bin, n);
+	*outlen = n;
 	return 0;
 }

@@ -57,8 +57,10 @@ void digest_hmac_free(struct digest_hmac **hp);
 /* HMAC of parts[0] || parts[1] || ... into out (DIGEST_HMAC_LEN bytes). Returns 0 or EIO. */
 int digest_hmac_run(struct digest_hmac *h, const struct sip_str *parts, size_t n, uint8_t *out);
 
-/* Unpadded base64url (RFC 4648 §5) of len bytes into out, which must hold
- * digest_b64url_len(len) + 1 bytes; NUL-terminated. Returns the length written. */
+/* Unpadded base64url (RFC 4648 §5) of len bytes (at most DIGEST_B64URL_MAX, else nothing
+ * is written and 0 returned) into out, which must hold digest_b64url_len(len) + 1 bytes;
+ * NUL-terminated. Returns the length written. */
+#define DIGEST_B64URL_MAX 192
 size_t digest_b64url_len(size_t len);
 size_t digest_b64url_encode(const uint8_t *in, size_t len, char *out);
 /* Decode unpadded base64url. Returns 0, or EINVAL (bad character, impossible length,

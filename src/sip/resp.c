@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,40 +368,15 @@ void sipresp_clear(struct sipresp *r)
 	r->err = 0;
 }
 
-static void date_put2(char *p, int v)
-{
-	p[0] = (char)('0' + v / 10 % 10);
-	p[1] = (char)('0' + v % 10);
-}
-
-/* RFC 1123 date of t into buf[29]: "Sun, 06 Nov 1994 08:49:37 GMT". */
+/* RFC 1123 date of now into buf[30] ("Sun, 06 Nov 1994 08:49:37 GMT" and a NUL). */
 static bool date_format(int64_t now, char *buf)
 {
-	static const char wday[] = "SunMonTueWedThuFriSat";
-	static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
 	time_t t = (time_t)now;
 	struct tm tm;
-	int y;
 
 	if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
 		return false;
-	y = tm.tm_year + 1900;
-	memcpy(buf, wday + 3 * tm.tm_wday, 3);
-	memcpy(buf + 3, ", ", 2);
-	date_put2(buf + 5, tm.tm_mday);
-	buf[7] = ' ';
-	memcpy(buf + 8, mon + 3 * tm.tm_mon, 3);
-	buf[11] = ' ';
-	date_put2(buf + 12, y / 100);
-	date_put2(buf + 14, y % 100);
-	buf[16] = ' ';
-	date_put2(buf + 17, tm.tm_hour);
-	buf[19] = ':';
-	date_put2(buf + 20, tm.tm_min);
-	buf[22] = ':';
-	date_put2(buf + 23, tm.tm_sec);
-	memcpy(buf + 25, " GMT", 4);
-	return true;
+	return evutil_date_rfc1123(buf, 30, &tm) == 29;
 }
 
 void sipresp_date(struct sipresp *r, int64_t now)
@@ -409,7 +385,7 @@ void sipresp_date(struct sipresp *r, int64_t now)
 	 * keep the last one formatted (per thread: the tests may build responses in
 	 * parallel). */
 	static _Thread_local int64_t cached_at = INT64_MIN;
-	static _Thread_local char cached[29];
+	static _Thread_local char cached[30];
 
 	if (now != cached_at) {
 		if (!date_format(now, cached)) {
@@ -419,7 +395,7 @@ void sipresp_date(struct sipresp *r, int64_t now)
 		cached_at = now;
 	}
 	sipresp_append(r, "Date: ", 6);
-	sipresp_append(r, cached, sizeof(cached));
+	sipresp_append(r, cached, 29);
 	sipresp_append(r, "\r\n", 2);
 }
 
