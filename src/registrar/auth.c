@@ -29,6 +29,7 @@
 #include "sipreg/hmap.h"
 #include "sipreg/log.h"
 #include "sip/uri.h"
+#include "util/fifo_map.h"
 #include "util/netaddr.h"
 #include "util/text.h"
 
@@ -47,16 +48,13 @@
 /* Longest unescaped quoted value hashed (username, realm, uri, nonce, cnonce). */
 #define QVAL_MAX 1024
 
-/* (nonce, nc) pairs remembered per instance: 24 bytes each, so 1M entries = 24 MiB of
+/* (nonce, nc) pairs remembered per instance: 40 bytes each, so 1M entries = 40 MiB of
  * address space, touched only as used. At 17500 authenticated REGISTERs/s this covers
  * the last minute; see docs/auth.md. */
 #define NC_CAP (1u << 20)
 /* Failure counters per table (IPs, usernames). */
 #define BAN_CAP (1u << 16)
-/* Expired entries reclaimed per insert: bounds the work of one call. */
-#define RECLAIM_MAX 8
 
-#define AUTHZ_MAX 8 /* Authorization headers looked at */
 #define UA_MAX	  2048 /* User-Agent bytes a rule looks at */
 
 /* An auth.user_agents rule, its match lower-cased for the search. */
@@ -66,34 +64,27 @@ struct ua_rule {
 	struct auth_offer offer;
 };
 
+/* A used (nonce, nc) pair, kept for the nonce's remaining life. */
 struct nc_entry {
-	struct hmap_node node;
+	struct fifo_entry head;
 	int64_t expires;
 	int64_t issued; /* the nonce's timestamp */
-	bool live;
 };
 
 struct nc_table {
-	struct hmap map;
-	struct nc_entry *ring;
-	size_t cap, head, count; /* next slot to fill; live slots end at head */
+	struct fifo_map map;
 	/* Newest nonce timestamp among entries evicted before they expired: a nonce issued
 	 * at or before it may have lost its record, so its use cannot be proven fresh. */
 	int64_t horizon;
+	int64_t now; /* of the add in progress, for the eviction callbacks */
 };
 
+/* Failures of one source (or user at a source) within the window, and its ban. */
 struct ban_entry {
-	struct hmap_node node;
+	struct fifo_entry head;
 	int64_t window_start;
 	int64_t banned_until;
 	uint32_t failures;
-	bool live;
-};
-
-struct ban_table {
-	struct hmap map;
-	struct ban_entry *ring;
-	size_t cap, head, count;
 };
 
 struct auth {
@@ -113,7 +104,8 @@ struct auth {
 	uint32_t salt_prefix;
 	uint32_t salt_counter;
 	struct nc_table nc;
-	struct ban_table ban_ip, ban_user;
+	struct fifo_map ban_ip, ban_user;
+	int64_t ban_now; /* of the add in progress, for ban_dead */
 	struct log_limit lim_ban_ip, lim_ban_user; /* bans start at attack rate */
 };
 
@@ -122,33 +114,6 @@ struct auth {
 static bool str_ieq(const struct sip_str *a, const char *b, size_t blen)
 {
 	return a->len == blen && (blen == 0 || strncasecmp(a->p, b, blen) == 0);
-}
-
-/* RFC 3261 token characters. */
-static bool is_token(char c)
-{
-	return isalnum((unsigned char)c) || (c && strchr("-.!%*_+`'~", c));
-}
-
-/* A quoted value without its backslash escapes. When there are none, *out is in itself;
- * otherwise the bytes go to buf. false when it does not fit. */
-static bool unquote(const struct sip_str *in, char *buf, size_t cap, struct sip_str *out)
-{
-	size_t n = 0;
-
-	if (!in->len || !memchr(in->p, '\\', in->len)) {
-		*out = *in;
-		return true;
-	}
-	for (size_t i = 0; i < in->len; i++) {
-		if (in->p[i] == '\\' && i + 1 < in->len)
-			i++;
-		if (n == cap)
-			return false;
-		buf[n++] = in->p[i];
-	}
-	*out = (struct sip_str){.p = buf, .len = n};
-	return true;
 }
 
 static void be64_put(uint8_t *p, uint64_t v)
@@ -273,24 +238,6 @@ static int offer_set(struct auth_offer *o, const int *algs, size_t n)
 	return 0;
 }
 
-static int nc_table_init(struct nc_table *t, size_t cap)
-{
-	t->ring = calloc(cap, sizeof(*t->ring));
-	if (!t->ring)
-		return ENOMEM;
-	t->cap = cap;
-	return hmap_init(&t->map, 1024);
-}
-
-static int ban_table_init(struct ban_table *t, size_t cap)
-{
-	t->ring = calloc(cap, sizeof(*t->ring));
-	if (!t->ring)
-		return ENOMEM;
-	t->cap = cap;
-	return hmap_init(&t->map, 256);
-}
-
 int auth_alloc(struct auth **ap, const struct auth_conf *conf,
 	       const struct netaddr_set *trusted)
 {
@@ -391,11 +338,11 @@ int auth_alloc(struct auth **ap, const struct auth_conf *conf,
 		err = random_fill(&a->salt_counter, sizeof(a->salt_counter));
 	if (err)
 		goto fail;
-	err = nc_table_init(&a->nc, NC_CAP);
+	err = fifo_map_init(&a->nc.map, NC_CAP, sizeof(struct nc_entry), 1024);
 	if (!err)
-		err = ban_table_init(&a->ban_ip, BAN_CAP);
+		err = fifo_map_init(&a->ban_ip, BAN_CAP, sizeof(struct ban_entry), 256);
 	if (!err)
-		err = ban_table_init(&a->ban_user, BAN_CAP);
+		err = fifo_map_init(&a->ban_user, BAN_CAP, sizeof(struct ban_entry), 256);
 	if (err)
 		goto fail;
 	*ap = a;
@@ -422,15 +369,9 @@ void auth_free(struct auth **ap)
 	for (size_t i = 0; i < a->n_rules; i++)
 		free(a->rules[i].match);
 	free(a->rules);
-	if (a->nc.map.buckets)
-		hmap_destroy(&a->nc.map);
-	free(a->nc.ring);
-	if (a->ban_ip.map.buckets)
-		hmap_destroy(&a->ban_ip.map);
-	free(a->ban_ip.ring);
-	if (a->ban_user.map.buckets)
-		hmap_destroy(&a->ban_user.map);
-	free(a->ban_user.ring);
+	fifo_map_destroy(&a->nc.map);
+	fifo_map_destroy(&a->ban_ip);
+	fifo_map_destroy(&a->ban_user);
 	free(a);
 	*ap = NULL;
 }
@@ -460,236 +401,6 @@ bool auth_required(const struct auth *a, const struct sip_str *domain)
 		if (str_ieq(domain, a->off_domains[i], strlen(a->off_domains[i])))
 			return false;
 	return true;
-}
-
-/* ---- credentials ------------------------------------------------------------------ */
-
-/* One parameter of a digest-response: name and value (quotes removed, escapes kept). */
-struct dparam {
-	struct sip_str name, value;
-	bool quoted;
-};
-
-/* Next "name = value" of the comma list starting at *pos. Returns 1 with a parameter, 0 at
- * the end, -1 on a syntax error. */
-static int dparam_next(const struct sip_str *v, size_t *pos, struct dparam *dp)
-{
-	const char *s = v->p, *e = v->p + v->len, *p = s + *pos;
-
-	/* Empty list elements (",,") are allowed by the #rule. */
-	while (p < e && (text_is_lws(*p) || *p == ','))
-		p++;
-	if (p == e)
-		return 0;
-	dp->name.p = p;
-	while (p < e && is_token(*p))
-		p++;
-	dp->name.len = (size_t)(p - dp->name.p);
-	if (dp->name.len == 0)
-		return -1;
-	while (p < e && text_is_lws(*p))
-		p++;
-	if (p == e || *p != '=')
-		return -1;
-	p++;
-	while (p < e && text_is_lws(*p))
-		p++;
-	if (p == e)
-		return -1;
-	if (*p == '"') {
-		dp->quoted = true;
-		dp->value.p = ++p;
-		while (p < e && *p != '"') {
-			if (*p == '\\') {
-				if (p + 1 == e)
-					return -1;
-				p++;
-			}
-			p++;
-		}
-		if (p == e)
-			return -1; /* unterminated */
-		dp->value.len = (size_t)(p - dp->value.p);
-		p++;
-	} else {
-		/* Tokens, leniently: some clients leave a uri or cnonce unquoted. */
-		dp->quoted = false;
-		dp->value.p = p;
-		while (p < e && *p != ',' && *p != '"' && !text_is_lws(*p))
-			p++;
-		dp->value.len = (size_t)(p - dp->value.p);
-		if (dp->value.len == 0)
-			return -1;
-	}
-	while (p < e && text_is_lws(*p))
-		p++;
-	if (p < e && *p != ',')
-		return -1;
-	*pos = (size_t)(p - s);
-	return 1;
-}
-
-static bool hex_parse_u32(const struct sip_str *s, uint32_t *v)
-{
-	uint32_t x = 0;
-
-	if (s->len != 8)
-		return false;
-	for (size_t i = 0; i < 8; i++) {
-		char c = s->p[i];
-
-		if (!isxdigit((unsigned char)c))
-			return false;
-		x = x << 4 | (uint32_t)(isdigit((unsigned char)c)
-					    ? c - '0'
-					    : (tolower((unsigned char)c) - 'a' + 10));
-	}
-	*v = x;
-	return true;
-}
-
-static bool all_hex(const struct sip_str *s)
-{
-	for (size_t i = 0; i < s->len; i++)
-		if (!isxdigit((unsigned char)s->p[i]))
-			return false;
-	return true;
-}
-
-/* Set a string field once; a repeated parameter is malformed. */
-static bool field_set(struct sip_str *f, const struct sip_str *val)
-{
-	if (f->p)
-		return false;
-	*f = *val;
-	return true;
-}
-
-int auth_creds_parse_value(const struct sip_str *value, struct auth_creds *c)
-{
-	const char *p = value->p, *e = value->p + value->len;
-	struct sip_str algorithm = SIP_STR_NULL;
-	struct dparam dp;
-	size_t pos;
-	int rv;
-
-	memset(c, 0, sizeof(*c));
-	c->alg = DIGEST_MD5;
-	while (p < e && text_is_lws(*p))
-		p++;
-	if ((size_t)(e - p) < 7 || strncasecmp(p, "Digest", 6) != 0 || !text_is_lws(p[6]))
-		return EBADMSG;
-	pos = (size_t)(p + 6 - value->p);
-	while ((rv = dparam_next(value, &pos, &dp)) == 1) {
-		struct sip_str *f = NULL;
-
-#define NAME_IS(lit) str_ieq(&dp.name, lit, sizeof(lit) - 1)
-		if (NAME_IS("username"))
-			f = &c->username;
-		else if (NAME_IS("realm"))
-			f = &c->realm;
-		else if (NAME_IS("nonce"))
-			f = &c->nonce;
-		else if (NAME_IS("uri"))
-			f = &c->uri;
-		else if (NAME_IS("response"))
-			f = &c->response;
-		else if (NAME_IS("cnonce"))
-			f = &c->cnonce;
-		else if (NAME_IS("qop"))
-			f = &c->qop;
-		else if (NAME_IS("nc"))
-			f = &c->nc;
-		else if (NAME_IS("opaque"))
-			f = &c->opaque;
-		else if (NAME_IS("algorithm"))
-			f = &algorithm;
-		else if (NAME_IS("userhash")) {
-			/* Never offered: a hashed username cannot be looked up. */
-			if (str_ieq(&dp.value, "true", 4))
-				return EBADMSG;
-		}
-#undef NAME_IS
-		if (f && !field_set(f, &dp.value))
-			return EBADMSG;
-	}
-	if (rv < 0)
-		return EBADMSG;
-	if (!c->username.len || !c->realm.p || !c->nonce.len || !c->uri.len || !c->response.len)
-		return EBADMSG;
-	if (algorithm.p) {
-		enum digest_alg alg;
-
-		if (digest_alg_parse(&algorithm, &alg) != 0)
-			return EBADMSG;
-		c->alg = (enum digest_alg)alg;
-	}
-	if (c->qop.p) {
-		/* Only qop=auth is offered; auth-int would need the body hashed. */
-		if (!str_ieq(&c->qop, "auth", 4))
-			return EBADMSG;
-		if (!c->cnonce.len || !c->nc.p || !hex_parse_u32(&c->nc, &c->nc_value) ||
-		    c->nc_value == 0)
-			return EBADMSG;
-		c->has_qop = true;
-	} else {
-		/* RFC 2069 form: nc/cnonce mean nothing without qop. */
-		c->nc = SIP_STR_NULL;
-		c->cnonce = SIP_STR_NULL;
-		c->nc_value = 0;
-	}
-	if (c->response.len != digest_hex_len((enum digest_alg)c->alg) ||
-	    !all_hex(&c->response))
-		return EBADMSG;
-	return 0;
-}
-
-/* RFC 2617 §3.2.2.5: the digest uri names the Request-URI. Equal bytes, or the same
- * scheme, user and host (case-insensitive scheme and host): a proxy on the way may add a
- * port or parameters (;transport=, ;lr) to the Request-URI without breaking the answer. */
-static bool auth_uri_matches(const struct sip_str *digest_uri, const struct sip_str *ruri)
-{
-	struct sip_uri_parts a, b;
-
-	if (sip_str_eq(digest_uri, ruri))
-		return true;
-	/* Only SIP URIs have the parts; other schemes must match byte for byte. */
-	if (!sip_uri_split(digest_uri, &a) || !sip_uri_split(ruri, &b) || a.host.len == 0 ||
-	    b.host.len == 0)
-		return false;
-	return str_ieq(&a.scheme, b.scheme.p, b.scheme.len) && sip_str_eq(&a.user, &b.user) &&
-	       str_ieq(&a.host, b.host.p, b.host.len);
-}
-
-int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct auth_creds *c)
-{
-	struct sip_str vals[AUTHZ_MAX], uri;
-	struct auth_creds tmp;
-	char ubuf[QVAL_MAX];
-	bool bad = false;
-	size_t n;
-
-	memset(c, 0, sizeof(*c));
-	n = sipmsg_hdr_values(m, SIPMSG_HDR_AUTHORIZATION, false, vals, AUTHZ_MAX);
-	for (size_t i = 0; i < n; i++) {
-		int rv = auth_creds_parse_value(&vals[i], &tmp);
-		bool ours = str_ieq(&tmp.realm, realm->p, realm->len);
-
-		if (rv != 0) {
-			/* Malformed credentials for another realm are not ours to judge. */
-			if (!tmp.realm.p || ours)
-				bad = true;
-			continue;
-		}
-		if (!ours)
-			continue;
-		if (!m->ruri.len || !unquote(&tmp.uri, ubuf, sizeof(ubuf), &uri) ||
-		    !auth_uri_matches(&uri, &m->ruri))
-			return EBADMSG;
-		*c = tmp;
-		return 0;
-	}
-	return bad ? EBADMSG : ENOENT;
 }
 
 /* ---- nonces ----------------------------------------------------------------------- */
@@ -789,7 +500,7 @@ static bool user_can(const struct dir_user *u, enum digest_alg alg)
 
 	if (u->password.len)
 		return true;
-	return stored->len == digest_hex_len((enum digest_alg)alg) && all_hex(stored);
+	return stored->len == digest_hex_len((enum digest_alg)alg) && auth_all_hex(stored);
 }
 
 void auth_offer_for(const struct auth *a, const struct sipmsg *m, const struct dir_user *u,
@@ -884,13 +595,13 @@ static bool auth_response_check(const struct auth_creds *c, const struct dir_use
 	bool ok = false;
 	int err;
 
-	if (!unquote(&c->username, bu, sizeof(bu), &user) ||
-	    !unquote(&c->realm, br, sizeof(br), &realm) ||
-	    !unquote(&c->nonce, bn, sizeof(bn), &nonce) ||
-	    !unquote(&c->cnonce, bc, sizeof(bc), &cnonce) ||
-	    !unquote(&c->uri, bi, sizeof(bi), &uri))
+	if (!auth_unquote(&c->username, bu, sizeof(bu), &user) ||
+	    !auth_unquote(&c->realm, br, sizeof(br), &realm) ||
+	    !auth_unquote(&c->nonce, bn, sizeof(bn), &nonce) ||
+	    !auth_unquote(&c->cnonce, bc, sizeof(bc), &cnonce) ||
+	    !auth_unquote(&c->uri, bi, sizeof(bi), &uri))
 		return false;
-	if (stored->len == hexlen && all_hex(stored)) {
+	if (stored->len == hexlen && auth_all_hex(stored)) {
 		for (size_t i = 0; i < hexlen; i++)
 			ha1[i] = (char)tolower((unsigned char)stored->p[i]);
 		ha1[hexlen] = '\0';
@@ -928,6 +639,23 @@ bool auth_response_ok(const struct auth_creds *c, const struct dir_user *u,
 
 /* ---- nonce-count replay ----------------------------------------------------------- */
 
+static bool nc_dead(const struct fifo_entry *fe, void *arg)
+{
+	const struct nc_table *t = arg;
+
+	return ((const struct nc_entry *)fe)->expires <= t->now;
+}
+
+/* A record pushed out alive moves the horizon: its pair could be replayed unseen. */
+static void nc_evict(const struct fifo_entry *fe, void *arg)
+{
+	const struct nc_entry *e = (const struct nc_entry *)fe;
+	struct nc_table *t = arg;
+
+	if (e->expires > t->now && e->issued > t->horizon)
+		t->horizon = e->issued;
+}
+
 bool auth_nc_replayed(struct auth *a, const struct auth_creds *c, int64_t now)
 {
 	struct nc_table *t = &a->nc;
@@ -942,38 +670,15 @@ bool auth_nc_replayed(struct auth *a, const struct auth_creds *c, int64_t now)
 	 * challenge) rather than trusted. */
 	if (nonce_issued(c, &issued) != 0 || issued <= t->horizon)
 		return true;
-	for (struct hmap_node *n = hmap_first(&t->map, h); n; n = hmap_next(n, h)) {
-		e = hmap_entry(n, struct nc_entry, node);
-		if (e->expires > now)
+	for (struct fifo_entry *fe = fifo_map_first(&t->map, h); fe; fe = fifo_map_next(fe, h)) {
+		if (((struct nc_entry *)fe)->expires > now)
 			return true;
 	}
-	/* Reclaim a few expired entries at the old end, then evict the oldest if full. */
-	for (int i = 0; i < RECLAIM_MAX && t->count; i++) {
-		e = &t->ring[(t->head + t->cap - t->count) % t->cap];
-		if (e->expires > now && t->count < t->cap)
-			break;
-		if (e->live) {
-			if (e->expires > now && e->issued > t->horizon)
-				t->horizon = e->issued;
-			hmap_remove(&t->map, &e->node);
-		}
-		e->live = false;
-		t->count--;
-	}
-	e = &t->ring[t->head];
-	if (e->live) {
-		if (e->expires > now && e->issued > t->horizon)
-			t->horizon = e->issued;
-		hmap_remove(&t->map, &e->node);
-	}
+	t->now = now;
+	e = (struct nc_entry *)fifo_map_add(&t->map, h, nc_dead, nc_evict, t);
 	/* Kept for the nonce's whole remaining life: now + ttl covers ts + ttl. */
 	e->expires = now + (int64_t)a->nonce_ttl + NONCE_MAX_SKEW;
 	e->issued = issued;
-	e->live = true;
-	hmap_insert(&t->map, &e->node, h);
-	t->head = (t->head + 1) % t->cap;
-	if (t->count < t->cap)
-		t->count++;
 	return false;
 }
 
@@ -1029,44 +734,20 @@ bool auth_may_register(const struct dir_user *u, const struct sip_str *aor)
 
 /* ---- bans ------------------------------------------------------------------------- */
 
-static struct ban_entry *ban_find(struct ban_table *t, uint64_t h)
+static struct ban_entry *ban_find(struct fifo_map *t, uint64_t h)
 {
-	struct hmap_node *n = hmap_first(&t->map, h);
-
-	return n ? hmap_entry(n, struct ban_entry, node) : NULL;
+	return (struct ban_entry *)fifo_map_first(t, h);
 }
 
-static bool ban_dead(const struct auth *a, const struct ban_entry *e, int64_t now)
+static bool ban_dead(const struct fifo_entry *fe, void *arg)
 {
-	return e->banned_until <= now && now - e->window_start >= (int64_t)a->ban_window;
+	const struct ban_entry *e = (const struct ban_entry *)fe;
+	const struct auth *a = arg;
+
+	return e->banned_until <= a->ban_now && a->ban_now - e->window_start >= (int64_t)a->ban_window;
 }
 
-static struct ban_entry *ban_add(struct auth *a, struct ban_table *t, uint64_t h, int64_t now)
-{
-	struct ban_entry *e;
-
-	for (int i = 0; i < RECLAIM_MAX && t->count; i++) {
-		e = &t->ring[(t->head + t->cap - t->count) % t->cap];
-		if (!ban_dead(a, e, now) && t->count < t->cap)
-			break;
-		/* When full, the oldest goes even if alive: memory stays bounded. */
-		if (e->live)
-			hmap_remove(&t->map, &e->node);
-		e->live = false;
-		t->count--;
-	}
-	e = &t->ring[t->head];
-	if (e->live)
-		hmap_remove(&t->map, &e->node);
-	*e = (struct ban_entry){.window_start = now, .live = true};
-	hmap_insert(&t->map, &e->node, h);
-	t->head = (t->head + 1) % t->cap;
-	if (t->count < t->cap)
-		t->count++;
-	return e;
-}
-
-static bool ban_active(struct ban_table *t, uint64_t h, int64_t now)
+static bool ban_active(struct fifo_map *t, uint64_t h, int64_t now)
 {
 	struct ban_entry *e = ban_find(t, h);
 
@@ -1093,12 +774,16 @@ bool auth_banned(struct auth *a, const char *ip, const struct sip_str *username,
 }
 
 /* Count one failure for key; true when it started a ban. */
-static bool ban_count(struct auth *a, struct ban_table *t, uint64_t h, int64_t now)
+static bool ban_count(struct auth *a, struct fifo_map *t, uint64_t h, int64_t now)
 {
 	struct ban_entry *e = ban_find(t, h);
 
-	if (!e)
-		e = ban_add(a, t, h, now);
+	if (!e) {
+		/* When full, the oldest goes even if alive: memory stays bounded. */
+		a->ban_now = now;
+		e = (struct ban_entry *)fifo_map_add(t, h, ban_dead, NULL, a);
+		e->window_start = now;
+	}
 	if (e->banned_until > now)
 		return false; /* already banned: the ban is not extended by more tries */
 	if (now - e->window_start >= (int64_t)a->ban_window) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "registrar/creds.h"
 #include "registrar/digest.h"
 #include "sip/msg.h"
 #include "sipreg/location.h"
@@ -15,13 +16,6 @@
 
 struct auth;
 
-/* Credentials from an Authorization header; strings point into the message. */
-struct auth_creds {
-	enum digest_alg alg;
-	struct sip_str username, realm, nonce, uri, response, cnonce, qop, nc, opaque;
-	bool has_qop;
-	uint32_t nc_value;
-};
 
 enum auth_nonce_state { AUTH_NONCE_VALID = 0, AUTH_NONCE_STALE, AUTH_NONCE_INVALID };
 
@@ -43,12 +37,6 @@ int auth_tag_key_alloc(struct auth *a, struct sipresp_tag_key **kp);
 /* Is auth required for this domain (auth enabled and the domain not in off_domains)? */
 bool auth_required(const struct auth *a, const struct sip_str *domain);
 
-/* Find the Authorization header whose realm is realm. Returns 0, ENOENT (none for this
- * realm) or EBADMSG (malformed: answer 400). */
-int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct auth_creds *c);
-/* Parse one Authorization value ("Digest username=..., ...") into c, pointing into value.
- * Returns 0 or EBADMSG; on EBADMSG c->realm is set when the realm was read. */
-int auth_creds_parse_value(const struct sip_str *value, struct auth_creds *c);
 /* Verify the nonce's MAC and age (stateless). */
 enum auth_nonce_state auth_nonce_check(const struct auth *a, const struct auth_creds *c,
 				       int64_t now);
