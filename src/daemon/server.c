@@ -61,6 +61,7 @@ struct reg_pending {
 	struct server *srv;
 	struct tsx *tsx;
 	struct sipmsg *msg;
+	struct sip_register reg; /* the view of msg every later step reads */
 	struct reg_decision d;
 	struct location_op *op;
 	struct auth_creds creds;
@@ -119,6 +120,7 @@ static void pending_free(struct reg_pending *p)
 
 	location_op_cancel(&p->op);
 	registrar_decision_clear(&p->d);
+	sip_register_clear(&p->reg);
 	sipmsg_free(&p->msg);
 	if (srv->n_spare < srv->spare_keep)
 		srv->spare[srv->n_spare++] = p;
@@ -175,7 +177,7 @@ static void pending_challenge(struct reg_pending *p, const struct dir_user *u, b
 	struct sipresp r = { 0 };
 	struct auth_offer offer;
 
-	auth_offer_for(p->srv->auth, p->msg, u, &offer);
+	auth_offer_for(p->srv->auth, &p->reg.user_agent, u, &offer);
 	sipresp_start(&r, p->srv->tag_key, p->msg, 401, "Unauthorized", &p->d.req.source);
 	auth_challenge(p->srv->auth, &r, &p->d.domain, &offer, stale, p->now);
 	pending_send(p, 401, &r);
@@ -333,7 +335,7 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 		}
 	}
 
-	rv = auth_creds_parse(p->msg, &p->d.domain, &p->creds);
+	rv = auth_creds_parse(&p->reg, &p->d.domain, &p->creds);
 	if (rv == ENOENT) {
 		pending_challenge(p, u, false);
 		return;
@@ -388,14 +390,12 @@ static void register_user(int err, const struct dir_user *u, void *arg)
  * REGISTER that will be challenged (auth on, no Authorization) is refused at half the
  * wait, so what capacity is left serves the authenticated retries of registrations that
  * already cost a 401, rather than starting more of them. */
-static bool server_overloaded(struct server *srv, const struct sipmsg *m)
+static bool server_overloaded(struct server *srv, const struct sip_register *reg)
 {
 	const struct limits_conf *lim = &srv->cfg->limits;
 	size_t pending = location_pending(srv->loc);
 	uint32_t delay = location_delay_ms(srv->loc);
 	uint32_t bound = lim->max_backend_delay_ms;
-	struct sip_str authz;
-	size_t pos = 0;
 	bool fresh;
 
 	if (srv->dir != srv->loc) {
@@ -413,8 +413,7 @@ static bool server_overloaded(struct server *srv, const struct sipmsg *m)
 	}
 	if (!bound)
 		return false;
-	fresh = srv->cfg->auth.enabled &&
-		!sipmsg_hdr_next(m, SIPMSG_HDR_AUTHORIZATION, &pos, &authz);
+	fresh = srv->cfg->auth.enabled && reg->authorization.n == 0;
 	if (delay < (fresh ? bound / 2 : bound))
 		return false;
 	log_limited(&srv->lim_delay, LOG_WARN,
@@ -439,7 +438,8 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 	p->srv = srv;
 	p->msg = m;
 	p->now = (int64_t)time(NULL);
-	if (registrar_check(&srv->cfg->registrar, m, p->now, &p->d) != 0) {
+	if (sip_register_read(m, &p->reg) != 0 ||
+	    registrar_check(&srv->cfg->registrar, &p->reg, p->now, &p->d) != 0) {
 		pending_free(p);
 		return;
 	}
@@ -479,7 +479,7 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 		pending_reply(p, 403, "Forbidden", 0);
 		return;
 	}
-	if (server_overloaded(srv, m)) {
+	if (server_overloaded(srv, &p->reg)) {
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_OVERLOAD);
 		return;
 	}
@@ -493,6 +493,7 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 static void server_other(struct server *srv, struct sipmsg *m, const struct net_flow *flow)
 {
 	char unsupported[REGISTRAR_AOR_MAX];
+	struct sip_list require = { 0 };
 	struct sipresp r = { 0 };
 	struct tsx *t;
 	int status;
@@ -504,7 +505,8 @@ static void server_other(struct server *srv, struct sipmsg *m, const struct net_
 	}
 	switch (m->method) {
 	case SIP_M_OPTIONS:
-		if (registrar_require_unsupported(m, unsupported, sizeof(unsupported))) {
+		if (sip_list_read(m, SIPMSG_HDR_REQUIRE, true, &require) == 0 &&
+		    registrar_require_unsupported(&require, unsupported, sizeof(unsupported))) {
 			status = 420;
 			sipresp_start(&r, srv->tag_key, m, status, "Bad Extension", &flow->src);
 			sipresp_header_str(&r, "Unsupported", unsupported);
@@ -533,6 +535,7 @@ static void server_other(struct server *srv, struct sipmsg *m, const struct net_
 		tsx_reply(t, status, r.buf, r.len);
 	sipresp_clear(&r);
 out:
+	sip_list_clear(&require);
 	sipmsg_free(&m);
 }
 

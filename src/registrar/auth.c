@@ -503,19 +503,19 @@ static bool user_can(const struct dir_user *u, enum digest_alg alg)
 	return stored->len == digest_hex_len((enum digest_alg)alg) && auth_all_hex(stored);
 }
 
-void auth_offer_for(const struct auth *a, const struct sipmsg *m, const struct dir_user *u,
-		    struct auth_offer *o)
+void auth_offer_for(const struct auth *a, const struct sip_str *user_agent,
+		    const struct dir_user *u, struct auth_offer *o)
 {
 	struct auth_offer kept = {.n = 0};
-	struct sip_str ua;
-	size_t pos = 0, n = 0;
+	size_t n = 0;
 
 	*o = a->offer;
-	if (a->n_rules && m && sipmsg_hdr_next(m, SIPMSG_HDR_USER_AGENT, &pos, &ua)) {
-		size_t len = ua.len < UA_MAX ? ua.len : UA_MAX;
+	if (a->n_rules && user_agent && user_agent->len) {
+		size_t len = user_agent->len < UA_MAX ? user_agent->len : UA_MAX;
 
 		for (size_t i = 0; i < a->n_rules; i++) {
-			if (ci_contains(ua.p, len, a->rules[i].match, a->rules[i].len)) {
+			if (ci_contains(user_agent->p, len, a->rules[i].match,
+					a->rules[i].len)) {
 				*o = a->rules[i].offer;
 				break;
 			}

@@ -55,13 +55,13 @@ struct auth_offer {
 	enum digest_alg alg[2];
 	size_t n; /* 1 or 2 */
 };
-/* What a 401 to m offers user u: the algorithms of the first auth.user_agents rule whose
- * match m's User-Agent contains (any case), else auth.algorithms; of those, only the ones u
+/* What a 401 offers user u: the algorithms of the first auth.user_agents rule whose
+ * match the request's User-Agent (user_agent, may be NULL) contains (any case), else auth.algorithms; of those, only the ones u
  * has a secret for (an HA1 for it, or a password), since an answer to any other could only
  * fail. When u has a secret for none of them, the ones it has. u NULL (no user to go by):
  * no narrowing, what a user with a password is offered. */
-void auth_offer_for(const struct auth *a, const struct sipmsg *m, const struct dir_user *u,
-		    struct auth_offer *o);
+void auth_offer_for(const struct auth *a, const struct sip_str *user_agent,
+		    const struct dir_user *u, struct auth_offer *o);
 /* Append one WWW-Authenticate challenge per algorithm of offer, in its order, all with one
  * fresh nonce, for realm. */
 void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *realm,

@@ -240,18 +240,18 @@ static bool auth_uri_matches(const struct sip_str *digest_uri, const struct sip_
 	       str_ieq(&a.host, b.host.p, b.host.len);
 }
 
-int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct auth_creds *c)
+int auth_creds_parse(const struct sip_register *reg, const struct sip_str *realm,
+		     struct auth_creds *c)
 {
-	struct sip_str vals[AUTHZ_MAX], uri;
+	size_t n = reg->authorization.n < AUTHZ_MAX ? reg->authorization.n : AUTHZ_MAX;
 	struct auth_creds tmp;
+	struct sip_str uri;
 	char ubuf[QVAL_MAX];
 	bool bad = false;
-	size_t n;
 
 	memset(c, 0, sizeof(*c));
-	n = sipmsg_hdr_values(m, SIPMSG_HDR_AUTHORIZATION, false, vals, AUTHZ_MAX);
 	for (size_t i = 0; i < n; i++) {
-		int rv = auth_creds_parse_value(&vals[i], &tmp);
+		int rv = auth_creds_parse_value(&reg->authorization.v[i], &tmp);
 		bool ours = str_ieq(&tmp.realm, realm->p, realm->len);
 
 		if (rv != 0) {
@@ -262,8 +262,8 @@ int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct
 		}
 		if (!ours)
 			continue;
-		if (!m->ruri.len || !auth_unquote(&tmp.uri, ubuf, sizeof(ubuf), &uri) ||
-		    !auth_uri_matches(&uri, &m->ruri))
+		if (!reg->ruri.len || !auth_unquote(&tmp.uri, ubuf, sizeof(ubuf), &uri) ||
+		    !auth_uri_matches(&uri, &reg->ruri))
 			return EBADMSG;
 		*c = tmp;
 		return 0;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "registrar/digest.h"
-#include "sip/msg.h"
+#include "sip/register.h"
 
 /* Credentials from an Authorization header; strings point into the message. */
 struct auth_creds {
@@ -20,7 +20,8 @@ struct auth_creds {
 
 /* Find the Authorization header whose realm is realm. Returns 0, ENOENT (none for this
  * realm) or EBADMSG (malformed: answer 400). */
-int auth_creds_parse(const struct sipmsg *m, const struct sip_str *realm, struct auth_creds *c);
+int auth_creds_parse(const struct sip_register *reg, const struct sip_str *realm,
+		     struct auth_creds *c);
 /* Parse one Authorization value ("Digest username=..., ...") into c, pointing into value.
  * Returns 0 or EBADMSG; on EBADMSG c->realm is set when the realm was read. */
 int auth_creds_parse_value(const struct sip_str *value, struct auth_creds *c);

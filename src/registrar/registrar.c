@@ -17,14 +17,12 @@
 #include <strings.h>
 
 #include "registrar/registrar.h"
+#include "util/text.h"
 
 /* RFC 3261 §10.3 step 7: 423 is allowed only for intervals "smaller than one hour". */
 #define REGISTRAR_423_CEILING 3600
 /* reg-id is 1 to 2^31-1 (RFC 5626 §4.2 grammar). */
 #define REGISTRAR_REG_ID_MAX 2147483647u
-/* Bounds on what one request may carry, so a crafted message cannot make us allocate or
- * sort without limit (a 64 KiB message holds far fewer). */
-#define REGISTRAR_MAX_VALUES 4096
 
 static const char reason_bad_contact_star[] =
     "Invalid Contact: * needs Expires: 0 and no other Contact";
@@ -35,18 +33,11 @@ static void decision_refuse(struct reg_decision *d, int status, const char *reas
 	d->reason = reason;
 }
 
-static bool str_ieq(const char *p, size_t len, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return len == n && (n == 0 || strncasecmp(p, lit, n) == 0);
-}
-
 static bool registrar_domain_served(const struct registrar_conf *cfg, const char *host,
 				    size_t len)
 {
 	for (size_t i = 0; i < cfg->n_domains; i++) {
-		if (str_ieq(host, len, cfg->domains[i]))
+		if (text_mem_ieq(host, len, cfg->domains[i]))
 			return true;
 	}
 	return false;
@@ -62,70 +53,24 @@ static int registrar_domain_status(const struct registrar_conf *cfg)
 	return cfg->unknown_domain_status == 403 ? 403 : 404;
 }
 
-/* Values kept on the stack before registrar_values() turns to the heap. */
-#define REGISTRAR_VALUES_INLINE 16
-
-/* All values of a header, split at top-level commas. A request carries few: they go in
- * the caller's buf[REGISTRAR_VALUES_INLINE], and only a longer list in a heap array.
- * *vp is buf or that array: registrar_values_free(). */
-static int registrar_values(const struct sipmsg *m, enum sipmsg_hdr id, struct sip_str *buf,
-			    struct sip_str **vp, size_t *np)
-{
-	size_t max = REGISTRAR_VALUES_INLINE;
-	struct sip_str *v = NULL;
-
-	*np = sipmsg_hdr_values(m, id, true, buf, max);
-	*vp = buf;
-	if (*np < max)
-		return 0;
-	for (;;) {
-		struct sip_str *nv;
-		size_t n;
-
-		max *= 2;
-		nv = realloc(v, max * sizeof(*v));
-		if (!nv) {
-			free(v);
-			return ENOMEM;
-		}
-		v = nv;
-		n = sipmsg_hdr_values(m, id, true, v, max);
-		if (n < max || max >= REGISTRAR_MAX_VALUES) {
-			*vp = v;
-			*np = n;
-			return 0;
-		}
-	}
-}
-
-static void registrar_values_free(struct sip_str *v, const struct sip_str *buf)
-{
-	if (v != buf)
-		free(v);
-}
-
 /* Is tag (a token; tokens compare case-insensitively, RFC 3261 §7.3.1) one we support?
  * Only "path" (RFC 3327). Not "outbound": we keep +sip.instance and reg-id with the
  * binding but do not keep flows or answer Require: outbound (RFC 5626 §6), so claiming
  * it would make a UA rely on flow recovery we do not do. */
 static bool registrar_option_supported(const struct sip_str *tag)
 {
-	return str_ieq(tag->p, tag->len, "path");
+	return text_mem_ieq(tag->p, tag->len, "path");
 }
 
 /* Step 2: Require. The Unsupported list is written into aor_buf: a 420 stops the check
  * before step 5 needs that buffer, and server.c wants a C string. Tags that would not
  * fit are left out of the list (the 420 stands all the same). */
-static int registrar_check_require(const struct sipmsg *m, struct reg_decision *d)
+static void registrar_check_require(const struct sip_list *require, struct reg_decision *d)
 {
-	struct sip_str buf[REGISTRAR_VALUES_INLINE], *v;
-	size_t n, used = 0;
-	int err;
+	const struct sip_str *v = require->v;
+	size_t used = 0;
 
-	err = registrar_values(m, SIPMSG_HDR_REQUIRE, buf, &v, &n);
-	if (err)
-		return err;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < require->n; i++) {
 		if (v[i].len == 0 || registrar_option_supported(&v[i]))
 			continue;
 		if (!d->status)
@@ -142,17 +87,16 @@ static int registrar_check_require(const struct sipmsg *m, struct reg_decision *
 	d->aor_buf[used] = '\0';
 	if (d->status)
 		d->unsupported = d->aor_buf;
-	registrar_values_free(v, buf);
-	return 0;
 }
 
-bool registrar_require_unsupported(const struct sipmsg *m, char *buf, size_t len)
+bool registrar_require_unsupported(const struct sip_list *require, char *buf, size_t len)
 {
 	struct reg_decision d = { 0 };
 	bool refused;
 
-	if (registrar_check_require(m, &d) != 0 || len == 0)
+	if (len == 0)
 		return false;
+	registrar_check_require(require, &d);
 	refused = d.status == 420;
 	if (refused)
 		snprintf(buf, len, "%s", d.unsupported);
@@ -166,39 +110,28 @@ bool registrar_require_unsupported(const struct sipmsg *m, char *buf, size_t len
  * proxy added a Path it did not ask for. We follow the recommendation, so every binding
  * that carries a Path was registered by a UA that knows about it, and the 200 may always
  * echo it (RFC 3261 §8.2.4: no extension the request did not list in Supported). */
-static int registrar_check_path(const struct sipmsg *m, struct reg_decision *d)
+static int registrar_check_path(const struct sip_register *reg, struct reg_decision *d)
 {
-	struct sip_str buf[REGISTRAR_VALUES_INLINE], *v;
-	size_t n, total = 0;
+	const struct sip_str *v = reg->path.v;
+	size_t n = reg->path.n, total = 0;
 	char *p;
-	int err;
 
-	err = registrar_values(m, SIPMSG_HDR_SUPPORTED, buf, &v, &n);
-	if (err)
-		return err;
-	for (size_t i = 0; i < n; i++) {
-		if (str_ieq(v[i].p, v[i].len, "path"))
+	for (size_t i = 0; i < reg->supported.n; i++) {
+		if (text_mem_ieq(reg->supported.v[i].p, reg->supported.v[i].len, "path"))
 			d->path_supported = true;
 	}
-	registrar_values_free(v, buf);
-
-	err = registrar_values(m, SIPMSG_HDR_PATH, buf, &v, &n);
-	if (err)
-		return err;
 	for (size_t i = 0; i < n; i++)
 		total += v[i].len + 1;
 	if (total == 0)
-		goto out;
+		return 0;
 	if (!d->path_supported) {
 		decision_refuse(d, 420, "Bad Extension");
 		d->unsupported = "path";
-		goto out;
+		return 0;
 	}
 	d->path = malloc(total);
-	if (!d->path) {
-		err = ENOMEM;
-		goto out;
-	}
+	if (!d->path)
+		return ENOMEM;
 	p = d->path;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].len == 0)
@@ -209,9 +142,7 @@ static int registrar_check_path(const struct sipmsg *m, struct reg_decision *d)
 		p += v[i].len;
 	}
 	d->req.path = (struct sip_str){.p = d->path, .len = (size_t)(p - d->path)};
-out:
-	registrar_values_free(v, buf);
-	return err;
+	return 0;
 }
 
 /* delta-seconds (RFC 3261 §25.1: 1*DIGIT). Values above 2^32-1 count as 2^32-1
@@ -286,23 +217,17 @@ static bool registrar_contact_scheme_ok(const struct sip_str *uri)
 
 	if (!colon)
 		return false;
-	return str_ieq(uri->p, (size_t)(colon - uri->p), "sip") ||
-	       str_ieq(uri->p, (size_t)(colon - uri->p), "sips");
-}
-
-static bool contact_is_star(const struct sipmsg_contact *c)
-{
-	return c->uri.len == 1 && c->uri.p[0] == '*';
+	return text_mem_ieq(uri->p, (size_t)(colon - uri->p), "sip") ||
+	       text_mem_ieq(uri->p, (size_t)(colon - uri->p), "sips");
 }
 
 /* One Contact of step 7 into ch. Returns 0 with ch filled, or a 400 in d; sets *too_brief
  * for a 423 candidate (decided after every Contact was read: a malformed request gets
  * its 400, not a 423 it would retry into a 400). */
-static void registrar_contact(const struct registrar_conf *cfg, const struct sipmsg *m,
-			      const struct sipmsg_contact *c, char *keybuf, size_t keycap,
+static void registrar_contact(const struct registrar_conf *cfg, const struct sip_register *reg,
+			      const struct sip_register_contact *c, char *keybuf, size_t keycap,
 			      struct reg_change *ch, bool *too_brief, struct reg_decision *d)
 {
-	struct sip_str val;
 	uint32_t expires, reg_id;
 	size_t keylen;
 
@@ -319,16 +244,16 @@ static void registrar_contact(const struct registrar_conf *cfg, const struct sip
 	ch->key = (struct sip_str){.p = keybuf, .len = keylen};
 
 	/* Step 7: the expires parameter, else the Expires header, else our default. */
-	if (sipmsg_param(&c->params, "expires", &val)) {
+	if (c->has_expires) {
 		/* §10.2.1.1 says a malformed value SHOULD count as 3600, for RFC 2543
 		 * dates; no client sends those now, and guessing an hour for a value we
 		 * could not read hides a client bug behind a binding it did not ask for. */
-		if (!registrar_parse_delta(&val, &expires)) {
+		if (!registrar_parse_delta(&c->expires, &expires)) {
 			decision_refuse(d, 400, "Invalid Contact: bad expires parameter");
 			return;
 		}
-	} else if (m->expires_hdr >= 0) {
-		expires = m->expires_hdr > UINT32_MAX ? UINT32_MAX : (uint32_t)m->expires_hdr;
+	} else if (reg->expires_hdr >= 0) {
+		expires = reg->expires_hdr > UINT32_MAX ? UINT32_MAX : (uint32_t)reg->expires_hdr;
 	} else {
 		expires = cfg->default_expires;
 		goto clamp; /* our own value: never "too brief" */
@@ -341,20 +266,19 @@ clamp:
 	ch->expires = expires;
 
 	ch->q = Q_NONE;
-	if (sipmsg_param(&c->params, "q", &val) && !registrar_parse_q(&val, &ch->q)) {
+	if (c->has_q && !registrar_parse_q(&c->q, &ch->q)) {
 		decision_refuse(d, 400, "Invalid Contact: bad q parameter");
 		return;
 	}
 
 	ch->instance = SIP_STR_NULL;
-	if (sipmsg_param(&c->params, "+sip.instance", &val) &&
-	    !registrar_parse_instance(&val, &ch->instance)) {
+	if (c->has_instance && !registrar_parse_instance(&c->instance, &ch->instance)) {
 		decision_refuse(d, 400, "Invalid Contact: bad +sip.instance parameter");
 		return;
 	}
 	ch->reg_id = 0;
-	if (sipmsg_param(&c->params, "reg-id", &val)) {
-		if (!registrar_parse_delta(&val, &reg_id) || reg_id == 0 ||
+	if (c->has_reg_id) {
+		if (!registrar_parse_delta(&c->reg_id, &reg_id) || reg_id == 0 ||
 		    reg_id > REGISTRAR_REG_ID_MAX) {
 			decision_refuse(d, 400, "Invalid Contact: bad reg-id parameter");
 			return;
@@ -421,17 +345,15 @@ out:
 }
 
 /* Step 6 and the per-Contact part of step 7. */
-static int registrar_check_contacts(const struct registrar_conf *cfg, const struct sipmsg *m,
-				    struct reg_decision *d)
+static int registrar_check_contacts(const struct registrar_conf *cfg,
+				    const struct sip_register *m, struct reg_decision *d)
 {
-	struct sip_str vals[2];
-	size_t n_values, keycap = 0, off = 0, n = 0;
+	size_t keycap = 0, off = 0, n = 0;
 	bool too_brief = false;
 	int err = 0;
 
-	n_values = sipmsg_hdr_values(m, SIPMSG_HDR_CONTACT, true, vals, 2);
 	if (m->contact_star) {
-		if (n_values != 1 || m->expires_hdr != 0) {
+		if (m->n_contact_values != 1 || m->expires_hdr != 0) {
 			decision_refuse(d, 400, reason_bad_contact_star);
 			return 0;
 		}
@@ -442,7 +364,7 @@ static int registrar_check_contacts(const struct registrar_conf *cfg, const stru
 		d->is_query = true;
 		return 0;
 	}
-	if (m->n_contacts > REGISTRAR_MAX_VALUES) {
+	if (m->n_contacts > SIP_LIST_MAX || !m->contacts) {
 		decision_refuse(d, 400, "Too many Contacts");
 		return 0;
 	}
@@ -456,10 +378,10 @@ static int registrar_check_contacts(const struct registrar_conf *cfg, const stru
 		return ENOMEM;
 
 	for (size_t i = 0; i < m->n_contacts && !d->status; i++) {
-		const struct sipmsg_contact *c = &m->contacts[i];
+		const struct sip_register_contact *c = &m->contacts[i];
 		size_t cap = 3 * c->uri.len + 16;
 
-		if (contact_is_star(c)) {
+		if (c->star) {
 			decision_refuse(d, 400, reason_bad_contact_star);
 			break;
 		}
@@ -479,26 +401,24 @@ static int registrar_check_contacts(const struct registrar_conf *cfg, const stru
 	return err;
 }
 
-int registrar_check(const struct registrar_conf *cfg, const struct sipmsg *req, int64_t now,
-		    struct reg_decision *d)
+int registrar_check(const struct registrar_conf *cfg, const struct sip_register *req,
+		    int64_t now, struct reg_decision *d)
 {
-	const osip_uri_t *ruri = osip_message_get_uri(req->osip);
-	struct sip_str ua;
 	int err;
 
 	memset(d, 0, sizeof(*d));
 
 	/* Step 1: is the Request-URI one of our domains? (We are no proxy to forward to.) */
-	if (!ruri || !ruri->host ||
-	    !registrar_domain_served(cfg, ruri->host, strlen(ruri->host))) {
+	if (!req->ruri_host.len ||
+	    !registrar_domain_served(cfg, req->ruri_host.p, req->ruri_host.len)) {
 		decision_refuse(d, registrar_domain_status(cfg), registrar_domain_reason(cfg));
 		return 0;
 	}
 
 	/* Step 2: extensions the UA requires, then Path (an extension too, RFC 3327). */
-	err = registrar_check_require(req, d);
-	if (err || d->status)
-		return err;
+	registrar_check_require(&req->require, d);
+	if (d->status)
+		return 0;
 	err = registrar_check_path(req, d);
 	if (err || d->status)
 		return err;
@@ -531,8 +451,7 @@ int registrar_check(const struct registrar_conf *cfg, const struct sipmsg *req, 
 	d->req.cseq = req->cseq;
 	d->req.max_contacts = cfg->max_contacts;
 	d->req.now = now;
-	if (sipmsg_hdr_values(req, SIPMSG_HDR_USER_AGENT, false, &ua, 1) == 1)
-		d->req.user_agent = ua;
+	d->req.user_agent = req->user_agent;
 	return 0;
 }
 

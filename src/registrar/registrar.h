@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "sip/msg.h"
+#include "sip/register.h"
 #include "sipreg/location.h"
 #include "sip/resp.h"
 
@@ -32,16 +33,16 @@ struct reg_decision {
 	char *path;                 /* owned joined Path */
 };
 
-/* Check req against cfg (steps 1, 2, 5, 6 and the per-Contact part of 7) at time now.
+/* Check the REGISTER req (read by sip_register_read) against cfg (steps 1, 2, 5, 6 and the per-Contact part of 7) at time now.
  * Returns 0 (d filled; look at d->status) or ENOMEM. Call registrar_decision_clear() in
  * every case. */
-int registrar_check(const struct registrar_conf *cfg, const struct sipmsg *req, int64_t now,
-		    struct reg_decision *d);
+int registrar_check(const struct registrar_conf *cfg, const struct sip_register *req,
+		    int64_t now, struct reg_decision *d);
 void registrar_decision_clear(struct reg_decision *d);
 
 /* RFC 3261 §8.2.2.3 for requests other than REGISTER: true when Require names an
  * option-tag we do not support; buf then holds the comma-separated list for Unsupported. */
-bool registrar_require_unsupported(const struct sipmsg *m, char *buf, size_t len);
+bool registrar_require_unsupported(const struct sip_list *require, char *buf, size_t len);
 
 /* Status and reason for a backend refusal (out-of-order CSeq, too many contacts). */
 int registrar_outcome_status(const struct registrar_conf *cfg, enum reg_outcome outcome,

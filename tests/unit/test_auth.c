@@ -93,6 +93,18 @@ static struct sipmsg *register_with(const char *ruri, const char *extra)
 	return msg_parse(buf);
 }
 
+/* auth_creds_parse over the REGISTER view of m, as the daemon calls it. */
+static int creds_of(const struct sipmsg *m, const struct sip_str *realm, struct auth_creds *c)
+{
+	struct sip_register reg;
+	int rv = sip_register_read(m, &reg);
+
+	if (rv == 0)
+		rv = auth_creds_parse(&reg, realm, c);
+	sip_register_clear(&reg);
+	return rv;
+}
+
 /* The challenge headers of a 401 built for example.com to a REGISTER with the extra header
  * lines extra, offering what auth_offer_for() gives user u, as text. */
 static void challenge_for(struct auth *a, const char *extra, const struct dir_user *u,
@@ -107,7 +119,15 @@ static void challenge_for(struct auth *a, const char *extra, const struct dir_us
 	out[0] = '\0';
 	if (!m)
 		return;
-	auth_offer_for(a, m, u, &offer);
+	{
+		struct sip_register reg;
+
+		if (sip_register_read(m, &reg) == 0)
+			auth_offer_for(a, &reg.user_agent, u, &offer);
+		else
+			offer.n = 0;
+		sip_register_clear(&reg);
+	}
 	CHECK_INT(sipresp_start(&r, tag_key, m, 401, "Unauthorized", &src), 0);
 	auth_challenge(a, &r, &realm, &offer, stale, now);
 	CHECK_INT(sipresp_finish(&r), 0);
@@ -641,7 +661,7 @@ static void test_auth_creds_parse_from_message(void)
 	m = register_with("sip:example.com", "");
 	CHECK(m != NULL);
 	if (m)
-		CHECK_INT(auth_creds_parse(m, &realm, &c), ENOENT);
+		CHECK_INT(creds_of(m, &realm, &c), ENOENT);
 	sipmsg_free(&m);
 
 	/* Credentials for a proxy's realm only: not ours, challenge. */
@@ -650,7 +670,7 @@ static void test_auth_creds_parse_from_message(void)
 			  "nonce=\"n\", uri=\"sip:example.com\", "
 			  "response=\"670fd8c2df070c60b045671b8b24ff02\"\r\n");
 	if (m)
-		CHECK_INT(auth_creds_parse(m, &realm, &c), ENOENT);
+		CHECK_INT(creds_of(m, &realm, &c), ENOENT);
 	sipmsg_free(&m);
 
 	/* Two headers: the one for our realm is picked (realm in any case). */
@@ -663,7 +683,7 @@ static void test_auth_creds_parse_from_message(void)
 			  "cnonce=\"c\", response=\"670fd8c2df070c60b045671b8b24ff02\"\r\n");
 	CHECK(m != NULL);
 	if (m) {
-		CHECK_INT(auth_creds_parse(m, &realm, &c), 0);
+		CHECK_INT(creds_of(m, &realm, &c), 0);
 		CHECK_MEM(c.username.p, c.username.len, "alice");
 		CHECK_INT(c.nc_value, 2);
 	}
@@ -675,13 +695,13 @@ static void test_auth_creds_parse_from_message(void)
 			  "nonce=\"n\", uri=\"sip:example.com\", qop=auth, "
 			  "response=\"670fd8c2df070c60b045671b8b24ff02\"\r\n");
 	if (m)
-		CHECK_INT(auth_creds_parse(m, &realm, &c), EBADMSG);
+		CHECK_INT(creds_of(m, &realm, &c), EBADMSG);
 	sipmsg_free(&m);
 
 	/* Unparsable scheme: 400. */
 	m = register_with("sip:example.com", "Authorization: Basic YWxhZGRpbjpvcGVu\r\n");
 	if (m)
-		CHECK_INT(auth_creds_parse(m, &realm, &c), EBADMSG);
+		CHECK_INT(creds_of(m, &realm, &c), EBADMSG);
 	sipmsg_free(&m);
 }
 
@@ -700,7 +720,7 @@ static int parse_uri_case(const char *ruri, const char *duri)
 	    duri);
 	m = register_with(ruri, hdr);
 	if (m)
-		rv = auth_creds_parse(m, &realm, &c);
+		rv = creds_of(m, &realm, &c);
 	sipmsg_free(&m);
 	return rv;
 }
