@@ -59,7 +59,7 @@ struct mem_name {
 	struct mem_user *target;
 };
 
-enum mem_op_kind { MEM_APPLY, MEM_FETCH, MEM_ITERATE, MEM_FIND_USER };
+enum mem_op_kind { MEM_APPLY, MEM_FETCH, MEM_ITERATE, MEM_FIND_USER, MEM_UNBIND, MEM_USER_ITER };
 
 /* One contact of a queued apply: the binding it would store, prepared at submit. */
 struct mem_change {
@@ -74,8 +74,8 @@ struct mem_op {
 	union location_cb cb;
 	void *arg;
 	int64_t now;
-	struct sip_str s1; /* apply, fetch: the AOR; find_user: the user part */
-	struct sip_str s2; /* apply: the Call-ID; find_user: the domain */
+	struct sip_str s1; /* apply, fetch, unbind: the AOR; find_user: the user part */
+	struct sip_str s2; /* apply: the Call-ID; find_user: the domain; unbind: the key */
 	uint32_t cseq;
 	uint32_t max_contacts;
 	bool wildcard;
@@ -781,6 +781,36 @@ static void run_find_user(struct mem_be *be, struct mem_op *op)
 	op->cb.find_user(0, &u, op->arg);
 }
 
+/* The operator's removal: every binding of the AOR, or the one with key s2. ENOENT when
+ * there was none. */
+static int run_unbind(struct mem_be *be, const struct mem_op *op)
+{
+	struct mem_aor *rec = aor_find(be, &op->s1);
+	size_t removed = 0;
+
+	for (size_t i = rec ? rec->n : 0; i-- > 0;) {
+		if (op->s2.len && !sip_str_eq(&rec->v[i]->b.key, &op->s2))
+			continue;
+		if (binding_live(rec->v[i], op->now))
+			removed++;
+		binding_drop(be, rec->v[i]);
+	}
+	aor_release_if_empty(be, rec);
+	return removed ? 0 : ENOENT;
+}
+
+/* As run_iterate: a callback that closes the backend ends the walk through close(). */
+static void run_user_iter(struct mem_be *be, struct mem_op *op, const bool *alive)
+{
+	be->iterating = op;
+	for (size_t i = 0; i < be->n_users && *alive; i++)
+		op->cb.user_iter(0, &be->users[i].u, op->arg);
+	if (!*alive)
+		return;
+	be->iterating = NULL;
+	op->cb.user_iter(0, NULL, op->arg);
+}
+
 /* Complete op: do its work (or fail it with err) and call back once. */
 static void op_run(struct mem_be *be, struct mem_op *op, int err, const bool *alive)
 {
@@ -814,6 +844,15 @@ static void op_run(struct mem_be *be, struct mem_op *op, int err, const bool *al
 			op->cb.find_user(err, NULL, op->arg);
 		else
 			run_find_user(be, op);
+		break;
+	case MEM_UNBIND:
+		op->cb.done(err ? err : run_unbind(be, op), op->arg);
+		break;
+	case MEM_USER_ITER:
+		if (err)
+			op->cb.user_iter(err, NULL, op->arg);
+		else
+			run_user_iter(be, op, alive);
 		break;
 	}
 }
@@ -866,7 +905,10 @@ static void mem_close(void *p)
 	if (be->iterating) {
 		op = be->iterating;
 		be->iterating = NULL;
-		op->cb.iterate(ECANCELED, NULL, op->arg);
+		if (op->kind == MEM_USER_ITER)
+			op->cb.user_iter(ECANCELED, NULL, op->arg);
+		else
+			op->cb.iterate(ECANCELED, NULL, op->arg);
 	}
 	while ((op = op_pop(be)) != NULL) {
 		op_run(be, op, ECANCELED, NULL);
@@ -1006,6 +1048,36 @@ static int mem_find_user(void *p, const struct sip_str *user, const struct sip_s
 	return op_queue(be, op);
 }
 
+static int mem_unbind(void *p, const struct sip_str *aor, const struct sip_str *contact,
+		      location_done_h *cb, void *arg)
+{
+	struct mem_be *be = p;
+	struct mem_op *op;
+
+	if (be->closing)
+		return ECANCELED;
+	op = op_new(MEM_UNBIND, arg, aor, contact);
+	if (!op)
+		return ENOMEM;
+	op->cb.done = cb;
+	op->now = (int64_t)time(NULL);
+	return op_queue(be, op);
+}
+
+static int mem_user_iter(void *p, directory_iter_h *cb, void *arg)
+{
+	struct mem_be *be = p;
+	struct mem_op *op;
+
+	if (be->closing)
+		return ECANCELED;
+	op = op_new(MEM_USER_ITER, arg, NULL, NULL);
+	if (!op)
+		return ENOMEM;
+	op->cb.user_iter = cb;
+	return op_queue(be, op);
+}
+
 /* One process, one memory store: a memory directory and a memory location are one. */
 static bool mem_same_store(const void *a, const void *b)
 {
@@ -1026,4 +1098,6 @@ const struct location_backend location_backend_memory = {
     .fetch = mem_fetch,
     .iterate = mem_iterate,
     .find_user = mem_find_user,
+    .user_iter = mem_user_iter,
+    .unbind = mem_unbind,
 };

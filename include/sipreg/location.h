@@ -124,6 +124,16 @@ typedef void(location_fetch_h)(int err, const struct binding_set *result, void *
 typedef void(location_iter_h)(int err, const struct binding *b, void *arg);
 /* user == NULL: no such user (not an error). */
 typedef void(directory_find_h)(int err, const struct dir_user *user, void *arg);
+/* The end of an operation that returns nothing but its error. */
+typedef void(location_done_h)(int err, void *arg);
+/* Called once per user (u != NULL), then once with u == NULL and the final err. */
+typedef void(directory_iter_h)(int err, const struct dir_user *u, void *arg);
+
+/* How directory_user_put treats an existing user. */
+enum dir_put {
+	DIR_PUT_CREATE, /* EEXIST when the user (or one of its aliases) exists */
+	DIR_PUT_UPDATE, /* ENOENT when it does not: everything is replaced */
+};
 
 /* Names of the compiled-in backends, NULL-terminated; for error messages and --help. */
 const char *const *location_backend_names(void);
@@ -164,6 +174,26 @@ int location_iterate(struct location *loc, int64_t now, location_iter_h *cb, voi
 int directory_find_user(struct location *loc, const struct sip_str *user,
 			const struct sip_str *domain, directory_find_h *cb, void *arg,
 			struct location_op **opp);
+
+/* Provisioning (sipregctl). A backend whose directory is written elsewhere (the memory
+ * backend's is the YAML file) answers ENOTSUP; so does the registry for a backend that
+ * lacks the operation. */
+/* Store user u (every field as given; a password is kept as its HA1s where the backend
+ * stores no clear password). */
+int directory_user_put(struct location *loc, const struct dir_user *u, enum dir_put mode,
+		       location_done_h *cb, void *arg, struct location_op **opp);
+/* Remove a user and its aliases; ENOENT when there is none. */
+int directory_user_del(struct location *loc, const struct sip_str *user,
+		       const struct sip_str *domain, location_done_h *cb, void *arg,
+		       struct location_op **opp);
+/* Every user, in no promised order. */
+int directory_user_iter(struct location *loc, directory_iter_h *cb, void *arg,
+			struct location_op **opp);
+/* Remove the bindings of aor (contact NULL: all of them; else the one whose key, the
+ * §19.1.4 comparison key, is contact). Not ordered by CSeq: the operator's word wins. */
+int location_unbind(struct location *loc, const struct sip_str *aor,
+		    const struct sip_str *contact, location_done_h *cb, void *arg,
+		    struct location_op **opp);
 
 /* Forget a pending operation: its callback will not be called. Sets *opp to NULL. */
 void location_op_cancel(struct location_op **opp);

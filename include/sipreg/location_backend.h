@@ -24,6 +24,8 @@ union location_cb {
 	location_fetch_h *fetch;
 	location_iter_h *iterate;
 	directory_find_h *find_user;
+	location_done_h *done;
+	directory_iter_h *user_iter;
 };
 
 struct location_backend {
@@ -49,6 +51,14 @@ struct location_backend {
 	int (*iterate)(void *be, int64_t now, location_iter_h *cb, void *arg);
 	int (*find_user)(void *be, const struct sip_str *user, const struct sip_str *domain,
 			 directory_find_h *cb, void *arg);
+	/* Provisioning, optional (NULL: ENOTSUP); location.h says what each does. */
+	int (*user_put)(void *be, const struct dir_user *u, enum dir_put mode,
+			location_done_h *cb, void *arg);
+	int (*user_del)(void *be, const struct sip_str *user, const struct sip_str *domain,
+			location_done_h *cb, void *arg);
+	int (*user_iter)(void *be, directory_iter_h *cb, void *arg);
+	int (*unbind)(void *be, const struct sip_str *aor, const struct sip_str *contact,
+		      location_done_h *cb, void *arg);
 };
 
 /* The configure() result behind lc, for a backend's own tools (sipregctl reaching the

@@ -373,6 +373,29 @@ static void find_user_done(int err, const struct dir_user *user, void *arg)
 	op_done(op);
 }
 
+static void done_done(int err, void *arg)
+{
+	struct location_op *op = arg;
+
+	if (op_finish(op))
+		op->cb.done(err, op->arg);
+	op_done(op);
+}
+
+static void user_iter_step(int err, const struct dir_user *u, void *arg)
+{
+	struct location_op *op = arg;
+
+	if (u) {
+		if (!op->cancelled)
+			op->cb.user_iter(err, u, op->arg);
+		return;
+	}
+	if (op_finish(op))
+		op->cb.user_iter(err, NULL, op->arg);
+	op_done(op);
+}
+
 int location_apply(struct location *loc, const struct reg_request *req, location_apply_h *cb,
 		   void *arg, struct location_op **opp)
 {
@@ -425,6 +448,72 @@ int directory_find_user(struct location *loc, const struct sip_str *user,
 	op->cb.find_user = cb;
 	err = loc->ops->find_user(loc->be, user, domain ? domain : &empty, find_user_done, op);
 	return op_started(op, err, opp);
+}
+
+int directory_user_put(struct location *loc, const struct dir_user *u, enum dir_put mode,
+		       location_done_h *cb, void *arg, struct location_op **opp)
+{
+	struct location_op *op;
+	int err;
+
+	if (loc && !loc->ops->user_put)
+		return ENOTSUP;
+	err = op_begin(loc, u && cb, arg, opp, &op);
+	if (err)
+		return err;
+	op->cb.done = cb;
+	op->background = true;
+	return op_started(op, loc->ops->user_put(loc->be, u, mode, done_done, op), opp);
+}
+
+int directory_user_del(struct location *loc, const struct sip_str *user,
+		       const struct sip_str *domain, location_done_h *cb, void *arg,
+		       struct location_op **opp)
+{
+	struct location_op *op;
+	int err;
+
+	if (loc && !loc->ops->user_del)
+		return ENOTSUP;
+	err = op_begin(loc, user && domain && cb, arg, opp, &op);
+	if (err)
+		return err;
+	op->cb.done = cb;
+	op->background = true;
+	return op_started(op, loc->ops->user_del(loc->be, user, domain, done_done, op), opp);
+}
+
+int directory_user_iter(struct location *loc, directory_iter_h *cb, void *arg,
+			struct location_op **opp)
+{
+	struct location_op *op;
+	int err;
+
+	if (loc && !loc->ops->user_iter)
+		return ENOTSUP;
+	err = op_begin(loc, cb, arg, opp, &op);
+	if (err)
+		return err;
+	op->cb.user_iter = cb;
+	op->background = true;
+	return op_started(op, loc->ops->user_iter(loc->be, user_iter_step, op), opp);
+}
+
+int location_unbind(struct location *loc, const struct sip_str *aor,
+		    const struct sip_str *contact, location_done_h *cb, void *arg,
+		    struct location_op **opp)
+{
+	struct location_op *op;
+	int err;
+
+	if (loc && !loc->ops->unbind)
+		return ENOTSUP;
+	err = op_begin(loc, aor && cb, arg, opp, &op);
+	if (err)
+		return err;
+	op->cb.done = cb;
+	op->background = true;
+	return op_started(op, loc->ops->unbind(loc->be, aor, contact, done_done, op), opp);
 }
 
 void location_op_cancel(struct location_op **opp)

@@ -19,7 +19,7 @@ struct net_udp {
 	int fd;
 	uint16_t port;
 	struct event *ev;
-	/* Receive buffer sizing under overload (net_udp.c): the size set now, the size
+	/* Receive buffer sizing under overload (udp.c): the size set now, the size
 	 * it returns to, and when it last changed. */
 	int rcvbuf, rcvbuf_full;
 	int64_t rcvbuf_changed_ns;
@@ -47,7 +47,7 @@ struct net {
 	size_t n_listen;
 	/* UDP receive batch: NET_UDP_BATCH buffers of max_msg + 1 bytes. */
 	char *rxbuf;
-	/* Queue-age shedding (net_udp.c); 0 turns it off. */
+	/* Queue-age shedding (udp.c); 0 turns it off. */
 	int64_t max_queue_delay_ns;
 	int64_t stale_report_ns;   /* when rx_stale was last logged */
 	uint64_t stale_reported;   /* rx_stale at that time */

@@ -381,6 +381,76 @@ static int run_find(const char *user, const char *domain, struct result *r)
 	return 0;
 }
 
+static void on_done(int err, void *arg)
+{
+	struct result *r = arg;
+
+	r->early |= in_call;
+	r->calls++;
+	r->done = true;
+	r->err = err;
+}
+
+/* Users seen by a user iteration: the fixture's are counted by name. */
+static int iter_alice, iter_bob, iter_carol, iter_total;
+
+static void on_user_iter(int err, const struct dir_user *u, void *arg)
+{
+	struct result *r = arg;
+
+	r->early |= in_call;
+	if (u) {
+		struct sip_str alice = SIP_STR_LIT("conf-alice"), bob = SIP_STR_LIT("conf-bob"),
+			       carol = SIP_STR_LIT("conf-carol");
+
+		iter_total++;
+		iter_alice += sip_str_eq(&u->username, &alice);
+		iter_bob += sip_str_eq(&u->username, &bob);
+		iter_carol += sip_str_eq(&u->username, &carol);
+		return;
+	}
+	r->calls++;
+	r->done = true;
+	r->err = err;
+}
+
+/* Wait for the op started with err (0 or the synchronous refusal) to finish into r. */
+static int run_wait(int err, struct result *r, const char *what)
+{
+	in_call = false;
+	if (err)
+		return err;
+	if (!loop_until(flag_set, &r->done))
+		printf("#   %s timed out\n", what);
+	return 0;
+}
+
+static int run_unbind(const struct sip_str *aor, const char *key, struct result *r)
+{
+	struct sip_str k = sip_str_c(key ? key : "");
+
+	result_clear(r);
+	in_call = true;
+	return run_wait(location_unbind(loc, aor, key ? &k : NULL, on_done, r, NULL), r,
+			"unbind");
+}
+
+static int run_user_put(const struct dir_user *u, enum dir_put mode, struct result *r)
+{
+	result_clear(r);
+	in_call = true;
+	return run_wait(directory_user_put(loc, u, mode, on_done, r, NULL), r, "user_put");
+}
+
+static int run_user_del(const char *user, const char *domain, struct result *r)
+{
+	struct sip_str u = sip_str_c(user), d = sip_str_c(domain);
+
+	result_clear(r);
+	in_call = true;
+	return run_wait(directory_user_del(loc, &u, &d, on_done, r, NULL), r, "user_del");
+}
+
 /* The copy in r of the binding with this contact, or NULL. */
 static const struct binding_copy *find_contact(const struct result *r, const char *contact)
 {
@@ -1242,6 +1312,102 @@ static bool section_from_env(const char *backend)
 	return true;
 }
 
+static void test_unbind_removes_one_contact_or_all(void)
+{
+	char buf[128];
+	struct sip_str aor = test_aor(buf, sizeof(buf), "unbind");
+	struct reg_change ch[3] = {change("sip:a@192.0.2.1", 3600), change("sip:b@192.0.2.2", 3600),
+				   change("sip:c@192.0.2.3", 3600)};
+	struct reg_request req = request(aor, "cid-unbind", 1, ch, 3, t_now);
+	struct result r = {0};
+
+	APPLY_OK(&req, &r, 3);
+	CHECK_INT(run_unbind(&aor, "sip:b@192.0.2.2", &r), 0);
+	CHECK_INT(r.calls, 1);
+	CHECK(!r.early);
+	CHECK_INT(r.err, 0);
+	CHECK_INT(run_fetch(aor, t_now, &r), 0);
+	CHECK_INT(r.n, 2);
+	CHECK(find_contact(&r, "sip:b@192.0.2.2") == NULL);
+	CHECK_INT(run_unbind(&aor, NULL, &r), 0);
+	CHECK_INT(r.err, 0);
+	CHECK_INT(run_fetch(aor, t_now, &r), 0);
+	CHECK_INT(r.n, 0);
+	/* Nothing left to remove: the operator hears so. */
+	CHECK_INT(run_unbind(&aor, NULL, &r), 0);
+	CHECK_INT(r.err, ENOENT);
+	result_clear(&r);
+}
+
+static void test_user_iter_lists_every_user(void)
+{
+	struct result r = {0};
+
+	iter_alice = iter_bob = iter_carol = iter_total = 0;
+	in_call = true;
+	CHECK_INT(run_wait(directory_user_iter(loc, on_user_iter, &r, NULL), &r, "user_iter"), 0);
+	CHECK_INT(r.calls, 1);
+	CHECK(!r.early);
+	CHECK_INT(r.err, 0);
+	CHECK_INT(iter_alice, 1);
+	CHECK_INT(iter_bob, 1);
+	CHECK_INT(iter_carol, 1); /* disabled users are listed too */
+	CHECK(iter_total >= 3);
+}
+
+/* A backend whose directory is written elsewhere says so; the others create, refuse a
+ * second create, update and delete, each seen by the next find. */
+static void test_user_put_and_del(void)
+{
+	char name[96];
+	struct sip_str alias = SIP_STR_LIT("conf-dana-alias@" TEST_DOMAIN);
+	struct dir_user u = {
+	    .domain = SIP_STR_LIT(TEST_DOMAIN),
+	    .ha1_md5 = SIP_STR_LIT("00112233445566778899aabbccddeeff"),
+	    .enabled = true,
+	    .max_contacts = 2,
+	};
+	struct result r = {0};
+	int err;
+
+	snprintf(name, sizeof(name), "conf-dana-%s", run_id);
+	u.username = sip_str_c(name);
+	err = run_user_put(&u, DIR_PUT_CREATE, &r);
+	if (err == ENOTSUP) {
+		CHECK_INT(run_user_del(name, TEST_DOMAIN, &r), ENOTSUP);
+		return;
+	}
+	CHECK_INT(err, 0);
+	CHECK_INT(r.err, 0);
+	CHECK(!r.early);
+	CHECK_INT(run_find(name, TEST_DOMAIN, &r), 0);
+	CHECK(r.user_found);
+	if (r.user_found) {
+		CHECK_STR(r.user.ha1_md5.p, "00112233445566778899aabbccddeeff");
+		CHECK_INT(r.user.max_contacts, 2);
+		CHECK(r.user.enabled);
+	}
+	CHECK_INT(run_user_put(&u, DIR_PUT_CREATE, &r), 0);
+	CHECK_INT(r.err, EEXIST);
+	u.enabled = false;
+	u.aliases = &alias;
+	u.n_aliases = 1;
+	CHECK_INT(run_user_put(&u, DIR_PUT_UPDATE, &r), 0);
+	CHECK_INT(r.err, 0);
+	CHECK_INT(run_find(name, TEST_DOMAIN, &r), 0);
+	CHECK(r.user_found && !r.user.enabled && r.user.n_aliases == 1);
+	CHECK_INT(run_user_del(name, TEST_DOMAIN, &r), 0);
+	CHECK_INT(r.err, 0);
+	CHECK_INT(run_find(name, TEST_DOMAIN, &r), 0);
+	CHECK(!r.user_found);
+	CHECK_INT(run_user_del(name, TEST_DOMAIN, &r), 0);
+	CHECK_INT(r.err, ENOENT);
+	u.username = SIP_STR_LIT("conf-nobody");
+	CHECK_INT(run_user_put(&u, DIR_PUT_UPDATE, &r), 0);
+	CHECK_INT(r.err, ENOENT);
+	result_clear(&r);
+}
+
 int main(int argc, char **argv)
 {
 	char msg[512] = "";
@@ -1315,6 +1481,9 @@ int main(int argc, char **argv)
 	RUN(test_find_user_resolves_an_alias);
 	RUN(test_find_unknown_user_is_null);
 	RUN(test_find_disabled_user_reports_enabled_false);
+	RUN(test_unbind_removes_one_contact_or_all);
+	RUN(test_user_iter_lists_every_user);
+	RUN(test_user_put_and_del);
 
 	location_close(&loc);
 	config_free(&cfg);
