@@ -109,6 +109,22 @@ void net_flow_set_peer(struct net_flow *flow, enum sip_proto proto, const struct
 	}
 }
 
+/* What an operator can do about a bind error, for the log line. */
+static const char *net_bind_hint(int err)
+{
+	switch (err) {
+	case EADDRINUSE:
+		return " (another process holds it: only sockets of the same user that set "
+		       "SO_REUSEPORT, as other sipregd processes do, may share a port)";
+	case EADDRNOTAVAIL:
+		return " (no interface of this host has that address)";
+	case EACCES:
+		return " (ports below 1024 need CAP_NET_BIND_SERVICE)";
+	default:
+		return "";
+	}
+}
+
 int net_alloc(struct net **np, struct event_base *base, const struct config *cfg,
 	      net_recv_h *recvh, void *arg)
 {
@@ -165,10 +181,10 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 			break;
 		}
 		if (err) {
-			log_err("cannot listen on %s://%s%s%s:%u: %s",
+			log_err("cannot listen on %s://%s%s%s:%u: %s%s",
 				sip_proto_name(spec->proto), strchr(spec->addr, ':') ? "[" : "",
 				spec->addr, strchr(spec->addr, ':') ? "]" : "", spec->port,
-				strerror(err));
+				strerror(err), net_bind_hint(err));
 			goto fail;
 		}
 	}
