@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -896,6 +897,12 @@ static int cfg_limits(struct cfg_parse *p, yaml_node_t *node)
 		if (err)
 			return err;
 	}
+	/* Said in words, not as a bare range: the operator raising it wants bigger TCP
+	 * messages and needs to know why the UDP path caps every transport. */
+	if (lc->max_message_size > CONFIG_MAX_MESSAGE_SIZE)
+		return cfg_fail(p, f[0].value, "limits.max_message_size",
+				"%" PRIu32 " is more than a UDP datagram can carry; at most %u",
+				lc->max_message_size, CONFIG_MAX_MESSAGE_SIZE);
 	return 0;
 }
 

@@ -65,8 +65,14 @@ struct registrar_conf {
 	size_t n_domains;
 };
 
+/* The largest limits.max_message_size: a UDP datagram's 16-bit length field cannot
+ * describe a longer one, and the UDP receive path (net_udp.c) gives each datagram of a
+ * batch a buffer of max_message_size + 1 bytes, so a larger value would only make those
+ * buffers bigger than anything that can arrive in them (32 of them per process). */
+#define CONFIG_MAX_MESSAGE_SIZE 65535
+
 struct limits_conf {
-	uint32_t max_message_size;    /* bytes, default 65535 */
+	uint32_t max_message_size;    /* bytes, default 65535, at most CONFIG_MAX_MESSAGE_SIZE */
 	uint32_t max_tcp_connections; /* default 10000 */
 	uint32_t tcp_idle_timeout;    /* seconds, default 600 */
 	uint32_t max_transactions;    /* live server transactions, default 2000000 */

@@ -133,7 +133,10 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 	int err = ENOMEM;
 
 	*np = NULL;
-	if (!base || !cfg || !recvh || cfg->limits.max_message_size == 0)
+	/* config.c refuses larger sizes; a caller that skipped it must not get UDP buffers
+	 * sized for messages no datagram can hold. */
+	if (!base || !cfg || !recvh || cfg->limits.max_message_size == 0 ||
+	    cfg->limits.max_message_size > CONFIG_MAX_MESSAGE_SIZE)
 		return EINVAL;
 	n = calloc(1, sizeof(*n));
 	if (!n)

@@ -149,4 +149,15 @@ def test_port_taken_exits_71_naming_the_listener_and_the_reason():
             check("exit status 71" in err, "says the status: %r" % err)
 
 
+def test_max_message_size_beyond_a_udp_datagram_stops_the_start():
+    cfg = dict(GOOD)
+    cfg["limits"] = {"max_message_size": 100000}
+    path = write(to_yaml(cfg) + "\n")
+    for args in (["-c", path, "--check"], ["-c", path]):
+        rc, out, err = run(args)
+        check_eq(rc, 78, "exit status of %s (stderr %r)" % (args, err))
+        check(re.search(r":\d+: limits\.max_message_size: 100000 is more than a UDP "
+                        r"datagram can carry; at most 65535", err), "message: %r" % err)
+
+
 run_tests()

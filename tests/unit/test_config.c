@@ -418,6 +418,24 @@ static void test_registrar_values_are_checked(void)
 	REFUSED("registrar: 5\n", 1, "registrar", "expected a mapping");
 }
 
+/* A UDP datagram cannot carry more than 65535 bytes, and the UDP path sizes a buffer per
+ * datagram by max_message_size: beyond that the value is refused, at it accepted. */
+static void test_max_message_size_is_bounded_by_a_udp_datagram(void)
+{
+	struct config *cfg = NULL;
+
+	REFUSED("limits:\n  max_message_size: 65536\n", 2, "limits.max_message_size",
+		"65536 is more than a UDP datagram can carry; at most 65535");
+	REFUSED("limits:\n  max_message_size: 4294967295\n", 2, "limits.max_message_size",
+		"more than a UDP datagram can carry");
+	REFUSED("limits:\n  max_message_size: 511\n", 2, "limits.max_message_size",
+		"expected an integer 512..");
+	CHECK_INT(load(&cfg, "limits:\n  max_message_size: 65535\n"), 0);
+	if (cfg)
+		CHECK_INT(cfg->limits.max_message_size, 65535);
+	config_free(&cfg);
+}
+
 static void test_unknown_keys_are_refused(void)
 {
 	REFUSED("domains: [a.example]\nregistar:\n  max_expires: 10\n", 2, "registar",
@@ -700,6 +718,7 @@ int main(void)
 	RUN(test_listen_ipv6_and_ipv4);
 	RUN(test_listen_errors_are_refused);
 	RUN(test_registrar_values_are_checked);
+	RUN(test_max_message_size_is_bounded_by_a_udp_datagram);
 	RUN(test_unknown_keys_are_refused);
 	RUN(test_wrong_types_are_refused);
 	RUN(test_trusted_sources_are_checked);
