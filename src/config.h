@@ -74,6 +74,15 @@ struct registrar_conf {
 struct limits_conf {
 	uint32_t max_message_size;    /* bytes, default 65535, at most CONFIG_MAX_MESSAGE_SIZE */
 	uint32_t max_tcp_connections; /* default 10000 */
+	/* From one source address (IPv6: one /64); trusted_sources are not capped. 0: no
+	 * cap. Default 256. */
+	uint32_t max_tcp_connections_per_source;
+	/* TCP output not yet taken by the kernel: across all connections (default 64 MiB),
+	 * per connection (default 256 KiB, at most the budget), and how long a connection's
+	 * output may stay pending before it is closed (seconds, default 30; 0: no limit). */
+	uint32_t tcp_output_budget;
+	uint32_t tcp_max_output;
+	uint32_t tcp_output_timeout;
 	uint32_t tcp_idle_timeout;    /* seconds, default 600 */
 	uint32_t max_transactions;    /* live server transactions, default 2000000 */
 	uint32_t max_pending;         /* backend operations in flight, default 10000 */

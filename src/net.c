@@ -146,11 +146,18 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 	n->arg = arg;
 	n->max_msg = cfg->limits.max_message_size;
 	n->max_conns = cfg->limits.max_tcp_connections;
+	n->max_conns_per_src = cfg->limits.max_tcp_connections_per_source;
+	n->trusted = cfg->trusted_sources;
+	/* The loader never gives 0 (its minimum is 4096); a caller building a config by
+	 * hand (the unit tests) gets no bound from 0. */
+	n->out_budget = cfg->limits.tcp_output_budget ? cfg->limits.tcp_output_budget : SIZE_MAX;
+	n->out_max = cfg->limits.tcp_max_output ? cfg->limits.tcp_max_output : SIZE_MAX;
+	n->out_timeout_ns = (int64_t)cfg->limits.tcp_output_timeout * 1000000000;
 	n->idle_timeout = cfg->limits.tcp_idle_timeout;
 	n->max_queue_delay_ns = (int64_t)cfg->limits.max_queue_delay_ms * 1000000;
 	n->next_conn_id = 1;
 	n->n_listen = cfg->n_listen;
-	if (hmap_init(&n->conns, 64) != 0)
+	if (hmap_init(&n->conns, 64) != 0 || hmap_init(&n->srcs, 64) != 0)
 		goto fail;
 	/* Every connection shares one timeout length: a common timeout keeps them in a
 	 * queue (O(1) re-arm on each read) instead of the timer heap. 0 = no timeout. */
@@ -214,6 +221,9 @@ void net_free(struct net **np)
 		net_tcp_close_all(n);
 		hmap_destroy(&n->conns);
 	}
+	/* Every source entry went with its last connection. */
+	if (n->srcs.buckets)
+		hmap_destroy(&n->srcs);
 	free(n->udp);
 	free(n->tcp);
 	free(n->ports);
