@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -506,16 +507,24 @@ static int cfg_limits(struct cfg_parse *p, yaml_node_t *node)
 				{.name = "max_transactions"},
 				{.name = "max_pending"},
 				{.name = "max_queue_delay_ms"},
-				{.name = "max_backend_delay_ms"}};
+				{.name = "max_backend_delay_ms"},
+				{.name = "max_tcp_connections_per_source"},
+				{.name = "tcp_output_budget"},
+				{.name = "tcp_max_output"},
+				{.name = "tcp_output_timeout"}};
 	struct limits_conf *lc = &p->cfg->limits;
 	uint32_t *v[] = {&lc->max_message_size, &lc->max_tcp_connections, &lc->tcp_idle_timeout,
 			 &lc->max_transactions, &lc->max_pending, &lc->max_queue_delay_ms,
-			 &lc->max_backend_delay_ms};
-	/* A REGISTER with a few headers needs some hundred bytes; below that nothing works. */
-	const uint32_t min[] = {512, 1, 1, 1, 1, 0, 0};
-	/* Past 64*T1 every client has given the transaction up: shedding later is not shedding. */
-	const uint32_t max[] = {UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, 32000,
-				32000};
+			 &lc->max_backend_delay_ms, &lc->max_tcp_connections_per_source,
+			 &lc->tcp_output_budget, &lc->tcp_max_output, &lc->tcp_output_timeout};
+	/* A REGISTER with a few headers needs some hundred bytes; below that nothing works.
+	 * A connection must be able to hold a few responses: 4 KiB of output at least. */
+	const uint32_t min[] = {512, 1, 1, 1, 1, 0, 0, 0, 4096, 4096, 0};
+	/* Past 64*T1 every client has given the transaction up: shedding later is not
+	 * shedding. Output pending for an hour is not a slow reader but a dead one. */
+	const uint32_t max[] = {UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX,
+				32000,	    32000,	UINT32_MAX, UINT32_MAX, UINT32_MAX,
+				3600};
 	char path[CONFIG_PATH_MAX];
 	int err;
 
@@ -530,6 +539,20 @@ static int cfg_limits(struct cfg_parse *p, yaml_node_t *node)
 		if (err)
 			return err;
 	}
+	/* Said in words, not as a bare range: the operator raising it wants bigger TCP
+	 * messages and needs to know why the UDP path caps every transport. */
+	if (lc->max_message_size > CONFIG_MAX_MESSAGE_SIZE)
+		return cfg_fail(p, f[0].value, "limits.max_message_size",
+				"%" PRIu32 " is more than a UDP datagram can carry; at most %u",
+				lc->max_message_size, CONFIG_MAX_MESSAGE_SIZE);
+	/* A budget set below the default share lowers the share with it; a share set above
+	 * the budget is a contradiction worth saying. */
+	if (lc->tcp_max_output > lc->tcp_output_budget && !f[9].value)
+		lc->tcp_max_output = lc->tcp_output_budget;
+	if (lc->tcp_max_output > lc->tcp_output_budget)
+		return cfg_fail(p, f[9].value, "limits.tcp_max_output",
+				"%" PRIu32 " is above tcp_output_budget (%" PRIu32 ")",
+				lc->tcp_max_output, lc->tcp_output_budget);
 	return 0;
 }
 
@@ -620,6 +643,10 @@ static int cfg_defaults(struct config *cfg)
 	cfg->limits = (struct limits_conf){
 	    .max_message_size = 65535,
 	    .max_tcp_connections = 10000,
+	    .max_tcp_connections_per_source = 256,
+	    .tcp_output_budget = 64u * 1024 * 1024,
+	    .tcp_max_output = 256u * 1024,
+	    .tcp_output_timeout = 30,
 	    .tcp_idle_timeout = 600,
 	    .max_transactions = 2000000,
 	    .max_pending = 10000,

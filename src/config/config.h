@@ -65,9 +65,24 @@ struct registrar_conf {
 	size_t n_domains;
 };
 
+/* The largest limits.max_message_size: a UDP datagram's 16-bit length field cannot
+ * describe a longer one, and the UDP receive path (net_udp.c) gives each datagram of a
+ * batch a buffer of max_message_size + 1 bytes, so a larger value would only make those
+ * buffers bigger than anything that can arrive in them (32 of them per process). */
+#define CONFIG_MAX_MESSAGE_SIZE 65535
+
 struct limits_conf {
-	uint32_t max_message_size;    /* bytes, default 65535 */
+	uint32_t max_message_size;    /* bytes, default 65535, at most CONFIG_MAX_MESSAGE_SIZE */
 	uint32_t max_tcp_connections; /* default 10000 */
+	/* From one source address (IPv6: one /64); trusted_sources are not capped. 0: no
+	 * cap. Default 256. */
+	uint32_t max_tcp_connections_per_source;
+	/* TCP output not yet taken by the kernel: across all connections (default 64 MiB),
+	 * per connection (default 256 KiB, at most the budget), and how long a connection's
+	 * output may stay pending before it is closed (seconds, default 30; 0: no limit). */
+	uint32_t tcp_output_budget;
+	uint32_t tcp_max_output;
+	uint32_t tcp_output_timeout;
 	uint32_t tcp_idle_timeout;    /* seconds, default 600 */
 	uint32_t max_transactions;    /* live server transactions, default 2000000 */
 	uint32_t max_pending;         /* backend operations in flight, default 10000 */

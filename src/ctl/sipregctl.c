@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config/config.h"
 #include "sipreg/location_backend.h"
@@ -30,13 +31,14 @@ static const char ctl_usage[] =
     "  user del USER@DOMAIN\n"
     "  user passwd USER@DOMAIN (--password P | --ha1-md5 H --ha1-sha256 H)\n"
     "  user list [DOMAIN]\n"
-    "  bindings [AOR]             list live bindings (all, or of one AOR)\n"
+    "  bindings [USER@DOMAIN]     list live bindings (all, or of one AOR)\n"
     "\n"
     "-d takes a libpq connection string (default: libpq's PG* environment); -c reads it from\n"
     "the location: (db, bindings) or directory: (user) section of a sipregd config.\n"
     "--password - reads the password from the first line of standard input. USER is written\n"
-    "as in a SIP URI (%XX escapes); it is stored in the canonical form the registrar looks\n"
-    "up, and the HA1s are computed over the unescaped user name.\n";
+    "as in a SIP URI (%XX escapes), the domain in any case, and a sip:/sips: URI is taken\n"
+    "too; every command keys it in the canonical form the registrar uses, and the HA1s are\n"
+    "computed over the unescaped user name.\n";
 
 static void ctl_die(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
@@ -135,39 +137,55 @@ static size_t ctl_hex_decode(const char *hex, char *out)
 	return n;
 }
 
-/* USER@DOMAIN as the directory keys it: the user part canonically escaped and the domain
- * lower-cased exactly as the registrar builds an AOR (sipmsg_uri_aor), plus the unescaped
- * user for the HA1s. Strings point into the struct. */
+/* An AOR as the directory and the bindings key it: the user part canonically escaped
+ * and the domain lower-cased exactly as the registrar builds an AOR (sipmsg_uri_aor),
+ * plus the unescaped user for the HA1s. Strings point into the struct. */
 struct ctl_account {
-	char canon[1024];
-	char *user; /* canonical user part, NUL-terminated */
+	char aor[2048]; /* "user@domain", canonical, NUL-terminated: the bindings key */
+	size_t aor_len;
+	char user[2048]; /* canonical user part, NUL-terminated: the users key */
 	size_t user_len;
-	char *domain;  /* NUL-terminated */
-	char raw[512]; /* unescaped user part, for HA1 = H(user:realm:password) */
+	const char *domain; /* into aor, NUL-terminated */
+	char raw[2048];	    /* unescaped user part, for HA1 = H(user:realm:password) */
 	size_t raw_len;
 };
 
+/* The one way an operator's AOR argument becomes a key, for every command that takes one
+ * (user add/del/passwd, --alias, bindings), so what `user add` stored is what the others
+ * find: USER@DOMAIN or a sip:/sips: URI (any case; port and parameters ignored, as the
+ * registrar ignores them), the user part as in a SIP URI (%XX escapes), the domain in any
+ * case. Dies with a message on anything else. */
 static void ctl_account_parse(const char *arg, struct ctl_account *a)
 {
 	char uri[1100];
 	struct sip_str u, user, domain;
-	const char *at = strrchr(arg, '@');
+	const char *body = arg, *at;
 	long n;
 
-	if (!at || at == arg || !at[1] || strlen(arg) > 500)
+	/* A user part cannot hold an unescaped ':', so a leading scheme is unambiguous. */
+	if (strncasecmp(body, "sip:", 4) == 0)
+		body += 4;
+	else if (strncasecmp(body, "sips:", 5) == 0)
+		body += 5;
+	at = strchr(body, '@');
+	if (!at || at == body || !at[1] || strlen(arg) > 500)
 		ctl_die(2, "'%s' is not USER@DOMAIN", arg);
-	n = ctl_unescape(arg, (size_t)(at - arg), a->raw);
-	if (n <= 0)
-		ctl_die(2, "bad %%XX escape in user '%.*s'", (int)(at - arg), arg);
-	a->raw_len = (size_t)n;
-	snprintf(uri, sizeof(uri), "sip:%s", arg);
+	if (ctl_unescape(body, (size_t)(at - body), a->raw) <= 0)
+		ctl_die(2, "bad %%XX escape in user '%.*s'", (int)(at - body), body);
+	snprintf(uri, sizeof(uri), "sip:%s", body);
 	u = sip_str_c(uri);
-	if (sipmsg_uri_aor(&u, a->canon, sizeof(a->canon), &user, &domain))
+	if (sipmsg_uri_aor(&u, a->aor, sizeof(a->aor), &user, &domain))
 		ctl_die(2, "'%s' is not a valid USER@DOMAIN", arg);
-	a->canon[user.len] = '\0'; /* split "user@domain" in place */
-	a->user = a->canon;
+	a->aor_len = user.len + 1 + domain.len;
+	memcpy(a->user, user.p, user.len);
+	a->user[user.len] = '\0';
 	a->user_len = user.len;
-	a->domain = a->canon + user.len + 1;
+	a->domain = a->aor + user.len + 1;
+	/* The HA1 is over the bytes the canonical form stands for. */
+	n = ctl_unescape(a->user, a->user_len, a->raw);
+	if (n <= 0)
+		ctl_die(2, "'%s' is not a valid USER@DOMAIN", arg);
+	a->raw_len = (size_t)n;
 }
 
 /* ---- connection ------------------------------------------------------------------------ */
@@ -403,7 +421,7 @@ static char *ctl_aliases_hex(struct ctl_user_opts *o)
 	char *out;
 
 	for (size_t i = 0; i < o->n_aliases; i++)
-		cap += 2 * sizeof(((struct ctl_account *)0)->canon) + 2;
+		cap += 2 * sizeof(((struct ctl_account *)0)->aor) + 2;
 	out = malloc(cap);
 	if (!out)
 		ctl_die(1, "out of memory");
@@ -629,12 +647,19 @@ static void ctl_print_col(const PGresult *r, int row, int col)
 
 static int ctl_bindings(PGconn *c, int argc, char **argv)
 {
-	const char *vals[1] = {argc > 0 ? argv[0] : NULL};
-	const int lens[1] = {argc > 0 ? (int)strlen(argv[0]) : 0};
+	struct ctl_account a;
+	const char *vals[1] = {NULL};
+	int lens[1] = {0};
 	PGresult *r;
 
 	if (argc > 1)
 		ctl_die(2, "bindings takes at most an AOR");
+	if (argc == 1) {
+		/* The registrar stores the canonical AOR: look up the same bytes. */
+		ctl_account_parse(argv[0], &a);
+		vals[0] = a.aor;
+		lens[0] = (int)a.aor_len;
+	}
 	r = PQexecParams(
 	    c,
 	    "SELECT aor, contact, received_proto, coalesce(host(received_ip), ''), "

@@ -17,6 +17,9 @@
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
 #define EXIT_SOFTWARE 70
+/* A listener could not be bound (port taken, address not local, no permission): the
+ * config may be fine and the host is not, so it is not EXIT_CONFIG. */
+#define EXIT_OSERR 71
 
 static void usage(FILE *out)
 {
@@ -62,6 +65,7 @@ int main(int argc, char **argv)
 	struct event_base *base = NULL;
 	struct server *srv = NULL;
 	struct config *cfg = NULL;
+	enum server_stage stage;
 	const char *path = NULL;
 	bool check_only = false;
 	int rc = EXIT_SOFTWARE;
@@ -109,9 +113,9 @@ int main(int argc, char **argv)
 		log_err("cannot create the event loop");
 		goto out;
 	}
-	if (server_alloc(&srv, base, cfg) != 0) {
-		log_err("startup failed");
-		rc = EXIT_CONFIG;
+	if (server_alloc(&srv, base, cfg, &stage) != 0) {
+		rc = stage == SERVER_STAGE_LISTEN ? EXIT_OSERR : EXIT_CONFIG;
+		log_err("startup failed (exit status %d)", rc);
 		goto out;
 	}
 	sigterm = evsignal_new(base, SIGTERM, on_signal, base);

@@ -589,11 +589,14 @@ out:
 	sipmsg_free(&m);
 }
 
-int server_alloc(struct server **sp, struct event_base *base, const struct config *cfg)
+int server_alloc(struct server **sp, struct event_base *base, const struct config *cfg,
+		 enum server_stage *stagep)
 {
 	struct server *srv;
 	int err;
 
+	if (stagep)
+		*stagep = SERVER_STAGE_SETUP;
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return ENOMEM;
@@ -630,8 +633,11 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 		}
 	}
 	err = net_alloc(&srv->net, base, cfg, server_on_message, srv);
-	if (err)
+	if (err) {
+		if (stagep)
+			*stagep = SERVER_STAGE_LISTEN;
 		goto fail;
+	}
 	err = tsx_table_alloc(&srv->tsx, base, srv->net, cfg->limits.max_transactions, 0);
 	if (err)
 		goto fail;

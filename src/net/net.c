@@ -12,6 +12,22 @@
 #include "net/tcp.h"
 #include "net/udp.h"
 
+/* What an operator can do about a bind error, for the log line. */
+static const char *net_bind_hint(int err)
+{
+	switch (err) {
+	case EADDRINUSE:
+		return " (another process holds it: only sockets of the same user that set "
+		       "SO_REUSEPORT, as other sipregd processes do, may share a port)";
+	case EADDRNOTAVAIL:
+		return " (no interface of this host has that address)";
+	case EACCES:
+		return " (ports below 1024 need CAP_NET_BIND_SERVICE)";
+	default:
+		return "";
+	}
+}
+
 int net_alloc(struct net **np, struct event_base *base, const struct config *cfg,
 	      net_recv_h *recvh, void *arg)
 {
@@ -20,7 +36,10 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 	int err = ENOMEM;
 
 	*np = NULL;
-	if (!base || !cfg || !recvh || cfg->limits.max_message_size == 0)
+	/* config.c refuses larger sizes; a caller that skipped it must not get UDP buffers
+	 * sized for messages no datagram can hold. */
+	if (!base || !cfg || !recvh || cfg->limits.max_message_size == 0 ||
+	    cfg->limits.max_message_size > CONFIG_MAX_MESSAGE_SIZE)
 		return EINVAL;
 	n = calloc(1, sizeof(*n));
 	if (!n)
@@ -30,11 +49,18 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 	n->arg = arg;
 	n->max_msg = cfg->limits.max_message_size;
 	n->max_conns = cfg->limits.max_tcp_connections;
+	n->max_conns_per_src = cfg->limits.max_tcp_connections_per_source;
+	n->trusted = cfg->trusted_sources;
+	/* The loader never gives 0 (its minimum is 4096); a caller building a config by
+	 * hand (the unit tests) gets no bound from 0. */
+	n->out_budget = cfg->limits.tcp_output_budget ? cfg->limits.tcp_output_budget : SIZE_MAX;
+	n->out_max = cfg->limits.tcp_max_output ? cfg->limits.tcp_max_output : SIZE_MAX;
+	n->out_timeout_ns = (int64_t)cfg->limits.tcp_output_timeout * 1000000000;
 	n->idle_timeout = cfg->limits.tcp_idle_timeout;
 	n->max_queue_delay_ns = (int64_t)cfg->limits.max_queue_delay_ms * 1000000;
 	n->next_conn_id = 1;
 	n->n_listen = cfg->n_listen;
-	if (hmap_init(&n->conns, 64) != 0)
+	if (hmap_init(&n->conns, 64) != 0 || hmap_init(&n->srcs, 64) != 0)
 		goto fail;
 	/* Every connection shares one timeout length: a common timeout keeps them in a
 	 * queue (O(1) re-arm on each read) instead of the timer heap. 0 = no timeout. */
@@ -68,10 +94,10 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 			break;
 		}
 		if (err) {
-			log_err("cannot listen on %s://%s%s%s:%u: %s",
+			log_err("cannot listen on %s://%s%s%s:%u: %s%s",
 				sip_proto_name(spec->proto), strchr(spec->addr, ':') ? "[" : "",
 				spec->addr, strchr(spec->addr, ':') ? "]" : "", spec->port,
-				strerror(err));
+				strerror(err), net_bind_hint(err));
 			goto fail;
 		}
 	}
@@ -98,6 +124,9 @@ void net_free(struct net **np)
 		net_tcp_close_all(n);
 		hmap_destroy(&n->conns);
 	}
+	/* Every source entry went with its last connection. */
+	if (n->srcs.buckets)
+		hmap_destroy(&n->srcs);
 	free(n->udp);
 	free(n->tcp);
 	free(n->ports);

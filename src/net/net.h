@@ -43,11 +43,18 @@ int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const ch
 /* Counters for logs and benchmarks. rx_dropped: oversize datagrams and TCP streams
  * closed for an oversize or unframeable message; tx_dropped: sends that failed (full
  * socket buffer, closed connection); tcp_conns: connections open now;
- * tcp_conns_refused: connections closed at once because max_tcp_connections were open. */
+ * tcp_conns_refused: connections closed at once because max_tcp_connections were open;
+ * tcp_conns_refused_source: the same because their source had
+ * max_tcp_connections_per_source open. */
 struct net_stats {
 	uint64_t rx_msgs, tx_msgs, rx_dropped, tcp_conns, tcp_conns_refused;
+	uint64_t tcp_conns_refused_source;
 	uint64_t tx_dropped;
 	uint64_t rx_stale; /* UDP datagrams shed unread: older than limits.max_queue_delay_ms */
+	/* TCP output the kernel has not taken yet: bytes now, the most there ever was, and
+	 * connections closed because their peer did not read it (over tcp_max_output, over
+	 * the budget, or pending longer than tcp_output_timeout). */
+	uint64_t tcp_out_bytes, tcp_out_peak, tcp_out_closed;
 };
 void net_stats_get(const struct net *n, struct net_stats *st);
 

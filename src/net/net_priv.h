@@ -7,6 +7,7 @@
 #include <event2/util.h>
 
 #include "sipreg/hmap.h"
+#include "sipreg/log.h"
 #include "net/net.h"
 
 /* Datagrams read per recvmmsg call, and calls per wakeup: 4 x 32 datagrams, then back to
@@ -55,6 +56,17 @@ struct net {
 	struct hmap conns;
 	uint64_t next_conn_id;
 	const struct timeval *idle_tv; /* libevent common timeout for idle connections */
+	/* Connections per source (net_tcp.c): struct net_tcp_src by address (IPv6 by /64);
+	 * sources in trusted (borrowed from the config, may be NULL) are not counted. */
+	struct hmap srcs;
+	uint32_t max_conns_per_src; /* 0: no cap */
+	const struct netaddr_set *trusted;
+	/* Unsent TCP output: the sum over all connections is held under out_budget, each
+	 * connection's under out_max; out_timeout_ns (0: none) is how long a connection's
+	 * output may stay pending. */
+	size_t out_budget, out_max;
+	int64_t out_timeout_ns;
+	struct log_limit lim_slow, lim_src;
 	struct net_stats stats;
 };
 

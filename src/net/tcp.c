@@ -1,5 +1,6 @@
 /* TCP transport: listeners, connections kept by id, stream framing (RFC 3261 §18.3 with
- * RFC 5626 CRLF keep-alives), buffered output and idle timeouts.
+ * RFC 5626 CRLF keep-alives), buffered output and its bounds, per-source caps and idle
+ * timeouts.
  *
  * DESIGN: a connection owns one growable input buffer, an evbuffer for output that did
  * not fit in the socket, a persistent read event whose timeout is the idle timeout (a
@@ -8,28 +9,48 @@
  * handler straight from the input buffer; while that runs the connection is "busy", and
  * a close requested meanwhile (a failed send, say) only marks it, so the read path never
  * touches freed memory. Connections live in an hmap by conn_id; ids are never reused, so
- * a late response for a closed connection finds nothing and gets ENOTCONN. */
+ * a late response for a closed connection finds nothing and gets ENOTCONN.
+ *
+ * Memory a peer can pin is bounded three ways. Output the kernel did not take is counted
+ * per connection (tcp_max_output) and across all of them (tcp_output_budget): a send
+ * that would pass either closes the connection instead of buffering, so 10000 peers
+ * that never read cost at most the budget, not 10000 times a connection's share. Output
+ * that stays pending longer than tcp_output_timeout closes the connection too (the
+ * write event's timeout is the deadline counted from when output first stayed behind,
+ * not renewed by more output or partial drains), so a peer reading a trickle does not
+ * hold its share forever. And connections are counted per source address (IPv6 per
+ * /64, what one subscriber gets) against max_tcp_connections_per_source, so one host
+ * cannot take every slot of max_tcp_connections; trusted_sources (SBCs, proxies carrying
+ * many phones) are not counted. */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <inttypes.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "sipreg/clock.h"
 #include "sipreg/log.h"
 #include "net/net_priv.h"
 #include "net/sock.h"
 #include "net/tcp.h"
+#include "util/netaddr.h"
 #include "util/text.h"
 
 /* Bytes read per wakeup at most (and spare room kept in the input buffer). */
 #define NET_TCP_CHUNK 16384
 /* Connections accepted per wakeup, so an accept storm does not starve the rest. */
 #define NET_TCP_ACCEPT_BATCH 64
-/* Output a peer may leave unread before we give up on it. */
-#define NET_TCP_MAX_OUT	     (4u * 1024 * 1024)
 #define NET_TCP_WRITE_ROUNDS 8
+
+/* Connections open from one source (one IPv4 address, one IPv6 /64). */
+struct net_tcp_src {
+	struct hmap_node node;
+	uint8_t key[9]; /* 4 or 6, then the IPv4 address or the IPv6 /64 */
+	uint32_t conns;
+};
 
 struct net_conn {
 	struct hmap_node node;
@@ -49,6 +70,8 @@ struct net_conn {
 	unsigned crlf_run; /* CRLFs seen since the last message: two make a ping */
 	bool busy;
 	bool closing;
+	struct net_tcp_src *src; /* NULL: not counted (no cap, or a trusted source) */
+	int64_t out_since;	 /* clock_mono_ns() since output is pending; 0: none */
 	struct net_flow flow;
 };
 
@@ -151,6 +174,65 @@ int net_tcp_frame(const char *buf, size_t len, size_t max, size_t *skip, size_t 
 	return frame(buf, len, max, 0, skip, msg_len, &need);
 }
 
+/* ---- sources ---------------------------------------------------------------------- */
+
+static void src_key(const struct sockaddr_storage *ss, uint8_t key[9])
+{
+	memset(key, 0, 9);
+	if (ss->ss_family == AF_INET6) {
+		key[0] = 6;
+		/* A subscriber gets a /64: counting /128s would let one host take them all. */
+		memcpy(key + 1, &((const struct sockaddr_in6 *)ss)->sin6_addr, 8);
+	} else {
+		key[0] = 4;
+		memcpy(key + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	}
+}
+
+/* Count a new connection from ss against its source's cap. Returns 0 with *srcp the
+ * source to release when the connection closes (NULL when not counted), EMFILE when the
+ * source has max_tcp_connections_per_source open, ENOMEM. */
+static int src_admit(struct net *n, const struct sockaddr_storage *ss,
+		     struct net_tcp_src **srcp)
+{
+	struct net_tcp_src *src;
+	struct hmap_node *node;
+	uint8_t key[9];
+	uint64_t h;
+
+	*srcp = NULL;
+	if (!n->max_conns_per_src || netaddr_set_contains(n->trusted, (const struct sockaddr *)ss))
+		return 0;
+	src_key(ss, key);
+	h = hmap_hash(key, sizeof(key));
+	for (node = hmap_first(&n->srcs, h); node; node = hmap_next(node, h)) {
+		src = hmap_entry(node, struct net_tcp_src, node);
+		if (memcmp(src->key, key, sizeof(key)) != 0)
+			continue;
+		if (src->conns >= n->max_conns_per_src)
+			return EMFILE;
+		src->conns++;
+		*srcp = src;
+		return 0;
+	}
+	src = calloc(1, sizeof(*src));
+	if (!src)
+		return ENOMEM;
+	memcpy(src->key, key, sizeof(key));
+	src->conns = 1;
+	hmap_insert(&n->srcs, &src->node, h);
+	*srcp = src;
+	return 0;
+}
+
+static void src_release(struct net *n, struct net_tcp_src *src)
+{
+	if (!src || --src->conns > 0)
+		return;
+	hmap_remove(&n->srcs, &src->node);
+	free(src);
+}
+
 /* ---- connections ------------------------------------------------------------------ */
 
 static struct net_conn *conn_find(struct net *n, uint64_t id)
@@ -173,6 +255,8 @@ static void conn_free(struct net_conn *c)
 
 	hmap_remove(&n->conns, &c->node);
 	n->stats.tcp_conns--;
+	n->stats.tcp_out_bytes -= evbuffer_get_length(c->out);
+	src_release(n, c->src);
 	event_free(c->rev);
 	event_free(c->wev);
 	evbuffer_free(c->out);
@@ -204,10 +288,8 @@ static int conn_flush(struct net_conn *c)
 		ssize_t r;
 
 		nvec = evbuffer_peek(c->out, -1, NULL, vec, 16);
-		if (nvec <= 0) {
-			event_del(c->wev);
+		if (nvec <= 0)
 			return 0;
-		}
 		if (nvec > 16)
 			nvec = 16;
 		for (int i = 0; i < nvec; i++)
@@ -223,19 +305,61 @@ static int conn_flush(struct net_conn *c)
 			return errno;
 		}
 		evbuffer_drain(c->out, (size_t)r);
+		c->net->stats.tcp_out_bytes -= (uint64_t)r;
 	}
-	if (evbuffer_get_length(c->out) == 0)
-		event_del(c->wev);
-	else
-		event_add(c->wev, NULL);
 	return 0;
+}
+
+/* Arm the write event while output is pending, its timeout at the deadline
+ * tcp_output_timeout after output first stayed behind; disarm it once all is sent.
+ * Returns 0, or ETIMEDOUT when the deadline has passed (the caller closes). */
+static int conn_want_write(struct net_conn *c)
+{
+	struct net *n = c->net;
+	struct timeval tv;
+	int64_t now, left;
+
+	if (evbuffer_get_length(c->out) == 0) {
+		c->out_since = 0;
+		event_del(c->wev);
+		return 0;
+	}
+	if (!n->out_timeout_ns) {
+		event_add(c->wev, NULL);
+		return 0;
+	}
+	now = clock_mono_ns();
+	if (!c->out_since)
+		c->out_since = now;
+	left = c->out_since + n->out_timeout_ns - now;
+	if (left <= 0)
+		return ETIMEDOUT;
+	tv = (struct timeval){.tv_sec = left / 1000000000, .tv_usec = left % 1000000000 / 1000};
+	event_add(c->wev, &tv);
+	return 0;
+}
+
+/* Close c because its peer does not take its output; counted and logged at most every
+ * LOG_LIMIT_INTERVAL_S with the state of the budget. */
+static void conn_close_slow(struct net_conn *c, const char *why, size_t pending)
+{
+	struct net *n = c->net;
+
+	n->stats.tcp_out_closed++;
+	log_limited(&n->lim_slow, LOG_WARN,
+		    "tcp %s:%u: closed: %s (%zu bytes unsent on it; %" PRIu64
+		    " on all connections, peak %" PRIu64 ", budget %zu)",
+		    c->flow.src.ip, c->flow.src.port, why, pending, n->stats.tcp_out_bytes,
+		    n->stats.tcp_out_peak, n->out_budget);
+	conn_close(c);
 }
 
 /* Queue bytes on c: straight to the socket when nothing is waiting, the rest buffered
  * for the write event. Returns 0 or an errno (the connection is then being closed). */
 static int conn_output(struct net_conn *c, const char *buf, size_t len)
 {
-	size_t done = 0;
+	struct net *n = c->net;
+	size_t done = 0, pending;
 	int err;
 
 	if (evbuffer_get_length(c->out) == 0) {
@@ -252,17 +376,29 @@ static int conn_output(struct net_conn *c, const char *buf, size_t len)
 		if (done == len)
 			return 0;
 	}
-	if (evbuffer_get_length(c->out) + (len - done) > NET_TCP_MAX_OUT) {
-		log_debug("tcp %s:%u: peer does not read its responses; closing",
-			  c->flow.src.ip, c->flow.src.port);
-		err = ENOBUFS;
-		goto fail;
+	pending = evbuffer_get_length(c->out) + (len - done);
+	if (pending > n->out_max) {
+		conn_close_slow(c, "the peer does not read its responses (limits.tcp_max_output)",
+				pending - (len - done));
+		return ENOBUFS;
+	}
+	if (n->stats.tcp_out_bytes + (len - done) > n->out_budget) {
+		conn_close_slow(c, "the TCP output budget is spent (limits.tcp_output_budget)",
+				pending - (len - done));
+		return ENOBUFS;
 	}
 	if (evbuffer_add(c->out, buf + done, len - done) != 0) {
 		err = ENOMEM;
 		goto fail;
 	}
-	event_add(c->wev, NULL);
+	n->stats.tcp_out_bytes += len - done;
+	if (n->stats.tcp_out_bytes > n->stats.tcp_out_peak)
+		n->stats.tcp_out_peak = n->stats.tcp_out_bytes;
+	if (conn_want_write(c) == ETIMEDOUT) {
+		conn_close_slow(c, "its output has not drained (limits.tcp_output_timeout)",
+				pending);
+		return ETIMEDOUT;
+	}
 	return 0;
 fail:
 	conn_close(c);
@@ -281,7 +417,11 @@ static void conn_write(evutil_socket_t fd, short what, void *arg)
 		log_debug("tcp %s:%u: write: %s", c->flow.src.ip, c->flow.src.port,
 			  strerror(err));
 		conn_close(c);
+		return;
 	}
+	if (conn_want_write(c) == ETIMEDOUT)
+		conn_close_slow(c, "its output has not drained (limits.tcp_output_timeout)",
+				evbuffer_get_length(c->out));
 }
 
 /* Count the keep-alive CRLFs skipped before a message; every second one is a ping
@@ -415,18 +555,23 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
 	conn_process(c);
 }
 
+/* A connection for an accepted fd; src (may be NULL) is released when it closes, or
+ * here on failure. */
 static int conn_new(struct net_tcp_listener *l, int fd, const struct sockaddr_storage *ss,
-		    socklen_t len)
+		    socklen_t len, struct net_tcp_src *src)
 {
 	struct net *n = l->net;
 	struct net_conn *c;
 	int one = 1;
 
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		src_release(n, src);
 		return ENOMEM;
+	}
 	c->net = n;
 	c->fd = fd;
+	c->src = src;
 	c->id = n->next_conn_id++;
 	net_flow_set_peer(&c->flow, SIP_PROTO_TCP, (const struct sockaddr *)ss, len);
 	c->flow.src.conn_id = c->id;
@@ -443,6 +588,7 @@ static int conn_new(struct net_tcp_listener *l, int fd, const struct sockaddr_st
 		if (c->out)
 			evbuffer_free(c->out);
 		free(c);
+		src_release(n, src);
 		return ENOMEM;
 	}
 	/* Responses are small and answer a request: do not let Nagle hold them back. */
@@ -470,6 +616,8 @@ static void tcp_accept(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	for (int i = 0; i < NET_TCP_ACCEPT_BATCH; i++) {
+		struct net_tcp_src *src;
+		int err;
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
 		int cfd =
@@ -498,7 +646,21 @@ static void tcp_accept(evutil_socket_t fd, short what, void *arg)
 			close(cfd);
 			continue;
 		}
-		if (conn_new(l, cfd, &ss, len) != 0) {
+		err = src_admit(n, &ss, &src);
+		if (err == EMFILE) {
+			struct net_flow peer;
+
+			net_flow_set_peer(&peer, SIP_PROTO_TCP, (const struct sockaddr *)&ss, len);
+			n->stats.tcp_conns_refused_source++;
+			log_limited(&n->lim_src, LOG_WARN,
+				    "tcp accept on port %u: %s has %" PRIu32
+				    " connections open (limits.max_tcp_connections_per_source);"
+				    " closed a new one",
+				    l->port, peer.src.ip, n->max_conns_per_src);
+			close(cfd);
+			continue;
+		}
+		if (err || conn_new(l, cfd, &ss, len, src) != 0) {
 			log_warn("tcp accept on port %u: out of memory", l->port);
 			close(cfd);
 		}

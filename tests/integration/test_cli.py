@@ -1,14 +1,16 @@
 # sipregd's command line: --version, --help, --check on good and bad configs, unknown
 # backends, and the shipped config/sipregd.yaml.
+import errno
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from sipreg_test import (check, check_eq, run_tests, sipregd_path, source_root,  # noqa: E402
-                         to_yaml, Sipregd)
+from sipreg_test import (check, check_eq, free_port, run_tests, sipregd_path,  # noqa: E402
+                         source_root, to_yaml, Sipregd)
 
 
 def run(args, timeout=20):
@@ -123,6 +125,39 @@ def test_daemon_starts_and_stops_cleanly_on_sigterm():
         check(d.alive(), "daemon running")
     check_eq(d.returncode, 0, "exit status after SIGTERM")
     check("started" in d.log_text(), "start-up is logged: %r" % d.log_tail())
+
+
+def test_port_taken_exits_71_naming_the_listener_and_the_reason():
+    # Another process holds the port (no SO_REUSEPORT, so sipregd cannot share it): that is
+    # the host's problem, not the config's, and the exit status must say so (71, not 78).
+    for kind, proto in ((socket.SOCK_STREAM, "tcp"), (socket.SOCK_DGRAM, "udp")):
+        port = free_port()
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", port))
+            if kind == socket.SOCK_STREAM:
+                s.listen(1)
+            cfg = dict(GOOD)
+            cfg["listen"] = ["%s://127.0.0.1:%d" % (proto, port)]
+            path = write(to_yaml(cfg) + "\n")
+            rc, out, err = run(["-c", path, "--check"])
+            check_eq(rc, 0, "the config itself is valid (%s): %r" % (proto, err))
+            rc, out, err = run(["-c", path])
+            check_eq(rc, 71, "exit status with %s port %d taken (stderr %r)" % (proto, port, err))
+            want = "cannot listen on %s://127.0.0.1:%d: %s" % (proto, port,
+                                                              os.strerror(errno.EADDRINUSE))
+            check(want in err, "message names the listener and the reason: %r" % err)
+            check("exit status 71" in err, "says the status: %r" % err)
+
+
+def test_max_message_size_beyond_a_udp_datagram_stops_the_start():
+    cfg = dict(GOOD)
+    cfg["limits"] = {"max_message_size": 100000}
+    path = write(to_yaml(cfg) + "\n")
+    for args in (["-c", path, "--check"], ["-c", path]):
+        rc, out, err = run(args)
+        check_eq(rc, 78, "exit status of %s (stderr %r)" % (args, err))
+        check(re.search(r":\d+: limits\.max_message_size: 100000 is more than a UDP "
+                        r"datagram can carry; at most 65535", err), "message: %r" % err)
 
 
 run_tests()

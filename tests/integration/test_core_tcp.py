@@ -2,13 +2,14 @@
 # messages per segment, one message over many writes), answers on the same connection,
 # limits (message size, idle timeout, connection cap) and CRLF keep-alives (RFC 5626).
 import os
+import re
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from sipreg_test import (UA, SipClient, Sipregd, SkipTest, check, check_eq,  # noqa: E402
-                         contact_uri, ipv6_available, run_tests)
+                         contact_uri, ipv6_available, run_tests, wait_until)
 
 
 def tcp_contact(c, user):
@@ -232,6 +233,108 @@ def test_tcp_connection_cap():
             except OSError:
                 pass
         check(ok, "a new connection is served after the others closed")
+
+
+def test_tcp_per_source_cap_closes_extra_from_one_address_only():
+    cfg = {"limits": {"max_tcp_connections_per_source": 3}, "trusted_sources": ["127.0.0.3"]}
+    with Sipregd(cfg) as d:
+        conns = [d.client("tcp", bind="127.0.0.1") for _ in range(3)]
+        others = [d.client("tcp", bind="127.0.0.2")]
+        trusted = [d.client("tcp", bind="127.0.0.3") for _ in range(5)]
+        try:
+            for c in conns + others + trusted:
+                c.expect(c.request("OPTIONS"), 200)
+            served = None
+            try:
+                with d.client("tcp", bind="127.0.0.1", timeout=1.0) as extra:
+                    served = extra.transact(extra.request("OPTIONS"), 1.0)
+            except OSError:
+                pass  # refused outright is fine
+            check(served is None, "a 4th connection from 127.0.0.1 was served: %r" % served)
+            # Another source and a trusted one (past the cap) are still accepted.
+            with d.client("tcp", bind="127.0.0.2") as c:
+                c.expect(c.request("OPTIONS"), 200)
+            with d.client("tcp", bind="127.0.0.3") as c:
+                c.expect(c.request("OPTIONS"), 200)
+            for c in conns:
+                c.expect(c.request("OPTIONS"), 200)
+            check("127.0.0.1 has 3 connections open (limits.max_tcp_connections_per_source)"
+                  in d.log_text(), "refusal logged: %s" % d.log_tail(10))
+            check("127.0.0.3 has" not in d.log_text() and "127.0.0.2 has" not in d.log_text(),
+                  "only 127.0.0.1 was refused: %s" % d.log_tail(10))
+        finally:
+            for c in conns + others + trusted:
+                c.close()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sanitized(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
+def test_tcp_slow_readers_are_closed_and_output_stays_bounded():
+    # Clients that send REGISTERs and never read their 200s: once the kernel's buffers are
+    # full, output waits in sipregd; past tcp_max_output it closes the connection, and the
+    # budget holds what all of them may leave unread.
+    budget, share = 2 * 1024 * 1024, 512 * 1024
+    cfg = {"limits": {"tcp_output_budget": budget, "tcp_max_output": share}}
+    with Sipregd(cfg) as d:
+        rss0 = rss_kib(d.proc.pid)
+        vias = [("Via", "SIP/2.0/TCP 192.0.2.%d:5060;branch=z9hG4bK%s" % (i, "v" * 100))
+                for i in range(40)]
+        readers = []
+        for n in range(6):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(5.0)
+            s.connect(d.addr())
+            readers.append(s)
+        try:
+            c = d.client("tcp")
+            # 1500 x ~6 KiB answers each (the Vias come back) is ~9 MiB per client: more
+            # than the kernel holds, then more than the share.
+            batch = b"".join(UA(c, "alice").register_req(headers=vias).encode()
+                             for _ in range(50))
+            c.close()
+            deadline = time.monotonic() + 60
+            for s in readers:
+                try:
+                    for _ in range(30):
+                        if time.monotonic() > deadline:
+                            break
+                        s.sendall(batch)
+                except OSError:
+                    pass  # closed by sipregd: what we want
+            wait_until(lambda: d.log_text().count("does not read its responses") >= 1, 10,
+                       what="a slow reader closed")
+            with d.client("tcp") as c2:  # others are still served
+                c2.expect(c2.request("OPTIONS"), 200)
+            log = d.log_text()
+            m = re.search(r"closed: the peer does not read its responses \(limits\."
+                          r"tcp_max_output\) \((\d+) bytes unsent on it; (\d+) on all "
+                          r"connections, peak (\d+), budget (\d+)\)", log)
+            check(m, "slow reader close logged: %s" % d.log_tail(10))
+            if m:
+                mine, total, peak, b = map(int, m.groups())
+                check(0 < mine <= share, "unsent on the connection %d <= %d" % (mine, share))
+                check(total <= budget and peak <= budget and b == budget,
+                      "bounded by the budget: %s" % m.group(0))
+            # Without the bounds each of the 6 would hold 4 MiB or more. AddressSanitizer
+            # keeps freed memory in quarantine, so its RSS says nothing here.
+            if not sanitized(d.proc.pid):
+                grown = rss_kib(d.proc.pid) - rss0
+                check(grown < 6 * 4096, "sipregd grew by %d KiB for unread output" % grown)
+        finally:
+            for s in readers:
+                s.close()
 
 
 def test_tcp_client_closing_mid_message_is_survived():

@@ -10,7 +10,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sipreg_test import SkipTest, check, check_eq, run_tests  # noqa: E402
+from sipreg_test import (UA, SkipTest, Sipregd, check, check_eq, contact_uri,  # noqa: E402
+                         run_tests)
 import pg_harness  # noqa: E402
 
 SIPREGCTL = os.environ.get("SIPREGCTL")
@@ -139,6 +140,32 @@ def test_bindings_lists_live_bindings():
         check(590 <= int(f[3]) <= 600, "expires in " + f[3])
         check_eq(len(ctl(pg, "bindings", "bob@example.com").stdout.splitlines()), 1,
                  "expired binding not listed")
+
+
+def test_bindings_takes_the_aor_in_every_form_user_add_takes():
+    # user add canonicalises (sip: prefix, domain case, %XX escapes); bindings must look up
+    # the same key, or an operator who provisioned "sip:Dave@Example.COM" finds nothing.
+    with cluster() as pg:
+        ctl(pg, "db", "migrate")
+        ctl(pg, "user", "add", "sip:Dave@Example.COM", "--auth-off")
+        check(user_row(pg, b"Dave", "example.com") != "", "sip: dropped, domain lower-cased")
+        section = {"backend": "pg", "conninfo": pg.conninfo, "pool": 1}
+        with Sipregd({"location": dict(section), "directory": dict(section)}) as d, \
+                d.client("udp") as c:
+            contact = contact_uri(c, "dave")
+            UA(c, "Dave").register([contact], expires=600)
+        for arg in ("Dave@example.com", "Dave@EXAMPLE.COM", "sip:Dave@Example.com",
+                    "SIPS:%44ave@example.COM:5061;transport=tls", "%44%61ve@example.com"):
+            out = ctl(pg, "bindings", arg).stdout.splitlines()
+            check_eq(len(out), 2, "bindings %s: header + one binding: %r" % (arg, out))
+            check_eq(out[1].split("\t")[:2], ["Dave@example.com", contact], arg)
+        # The user part stays case-sensitive (RFC 3261 §19.1.4), as in the registrar.
+        check_eq(len(ctl(pg, "bindings", "dave@example.com").stdout.splitlines()), 1,
+                 "another user's (empty) bindings")
+        for arg in ("nobody", "sip:@example.com", "a%zz@example.com"):
+            r = ctl(pg, "bindings", arg, check_rc=False)
+            check(r.returncode == 2 and ("USER@DOMAIN" in r.stderr or "escape" in r.stderr),
+                  "bindings %s: %d %r" % (arg, r.returncode, r.stderr))
 
 
 def test_config_file_supplies_the_conninfo():

@@ -267,6 +267,10 @@ static void check_defaults(const struct config *cfg)
 	CHECK_INT(cfg->limits.max_pending, 10000);
 	CHECK_INT(cfg->limits.max_queue_delay_ms, 250);
 	CHECK_INT(cfg->limits.max_backend_delay_ms, 1000);
+	CHECK_INT(cfg->limits.max_tcp_connections_per_source, 256);
+	CHECK_INT(cfg->limits.tcp_output_budget, 64 * 1024 * 1024);
+	CHECK_INT(cfg->limits.tcp_max_output, 256 * 1024);
+	CHECK_INT(cfg->limits.tcp_output_timeout, 30);
 	CHECK_INT(cfg->log_level, LOG_INFO);
 	CHECK(cfg->trusted_sources == NULL);
 	CHECK(gethostname(host, sizeof(host)) == 0);
@@ -447,6 +451,47 @@ static void test_registrar_values_are_checked(void)
 	REFUSED("registrar:\n  unknown_user: forbidden\n", 2, "registrar.unknown_user",
 		"expected 403 or 404");
 	REFUSED("registrar: 5\n", 1, "registrar", "expected a mapping");
+}
+
+/* A UDP datagram cannot carry more than 65535 bytes, and the UDP path sizes a buffer per
+ * datagram by max_message_size: beyond that the value is refused, at it accepted. */
+static void test_max_message_size_is_bounded_by_a_udp_datagram(void)
+{
+	struct config *cfg = NULL;
+
+	REFUSED("limits:\n  max_message_size: 65536\n", 2, "limits.max_message_size",
+		"65536 is more than a UDP datagram can carry; at most 65535");
+	REFUSED("limits:\n  max_message_size: 4294967295\n", 2, "limits.max_message_size",
+		"more than a UDP datagram can carry");
+	REFUSED("limits:\n  max_message_size: 511\n", 2, "limits.max_message_size",
+		"expected an integer 512..");
+	CHECK_INT(load(&cfg, "limits:\n  max_message_size: 65535\n"), 0);
+	if (cfg)
+		CHECK_INT(cfg->limits.max_message_size, 65535);
+	config_free(&cfg);
+}
+
+static void test_tcp_output_and_source_limits_are_checked(void)
+{
+	struct config *cfg = NULL;
+
+	REFUSED("limits:\n  tcp_output_budget: 1000\n", 2, "limits.tcp_output_budget",
+		"expected an integer 4096..");
+	REFUSED("limits:\n  tcp_output_timeout: 3601\n", 2, "limits.tcp_output_timeout",
+		"expected an integer 0..3600");
+	REFUSED("limits:\n  tcp_output_budget: 100000\n  tcp_max_output: 200000\n", 3,
+		"limits.tcp_max_output", "200000 is above tcp_output_budget (100000)");
+	/* A budget below the default share takes the share down with it. */
+	CHECK_INT(load(&cfg, "limits:\n  tcp_output_budget: 100000\n"
+			     "  max_tcp_connections_per_source: 0\n  tcp_output_timeout: 0\n"),
+		  0);
+	if (cfg) {
+		CHECK_INT(cfg->limits.tcp_output_budget, 100000);
+		CHECK_INT(cfg->limits.tcp_max_output, 100000);
+		CHECK_INT(cfg->limits.max_tcp_connections_per_source, 0);
+		CHECK_INT(cfg->limits.tcp_output_timeout, 0);
+	}
+	config_free(&cfg);
 }
 
 static void test_unknown_keys_are_refused(void)
@@ -734,6 +779,8 @@ int main(void)
 	RUN(test_listen_ipv6_and_ipv4);
 	RUN(test_listen_errors_are_refused);
 	RUN(test_registrar_values_are_checked);
+	RUN(test_max_message_size_is_bounded_by_a_udp_datagram);
+	RUN(test_tcp_output_and_source_limits_are_checked);
 	RUN(test_unknown_keys_are_refused);
 	RUN(test_wrong_types_are_refused);
 	RUN(test_trusted_sources_are_checked);

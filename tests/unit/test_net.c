@@ -14,6 +14,7 @@
 #include "net/net.h"
 #include "net/net_priv.h"
 #include "net/sock.h"
+#include "util/netaddr.h"
 
 #define MAX_RX 64
 
@@ -86,8 +87,10 @@ static void on_msg(const char *buf, size_t len, const struct net_flow *flow, voi
 		h->reply_err = net_send(h->net, flow, 0, h->reply, h->reply_len);
 }
 
-/* Listeners: UDP and TCP on 127.0.0.1 and ::1, all on port 0. */
-static int harness_init(struct harness *h, uint32_t max_msg, uint32_t max_conns, uint32_t idle)
+/* Listeners: UDP and TCP on 127.0.0.1 and ::1, all on port 0, with lim (its zero output
+ * bounds become 4 MiB per connection and 64 MiB in all; trusted may be NULL). */
+static int harness_init_limits(struct harness *h, const struct limits_conf *lim,
+			       struct netaddr_set *trusted)
 {
 	static const struct listen_spec specs[4] = {
 	    {.proto = SIP_PROTO_UDP, .addr = "127.0.0.1"},
@@ -103,10 +106,21 @@ static int harness_init(struct harness *h, uint32_t max_msg, uint32_t max_conns,
 	memcpy(h->listen, specs, sizeof(specs));
 	h->cfg.listen = h->listen;
 	h->cfg.n_listen = 4;
-	h->cfg.limits = (struct limits_conf){.max_message_size = max_msg,
-					     .max_tcp_connections = max_conns,
-					     .tcp_idle_timeout = idle};
+	h->cfg.limits = *lim;
+	if (!h->cfg.limits.tcp_max_output)
+		h->cfg.limits.tcp_max_output = 4u * 1024 * 1024;
+	if (!h->cfg.limits.tcp_output_budget)
+		h->cfg.limits.tcp_output_budget = 64u * 1024 * 1024;
+	h->cfg.trusted_sources = trusted;
 	return net_alloc(&h->net, h->base, &h->cfg, on_msg, h);
+}
+
+static int harness_init(struct harness *h, uint32_t max_msg, uint32_t max_conns, uint32_t idle)
+{
+	const struct limits_conf lim = {
+	    .max_message_size = max_msg, .max_tcp_connections = max_conns, .tcp_idle_timeout = idle};
+
+	return harness_init_limits(h, &lim, NULL);
 }
 
 static void harness_fini(struct harness *h)
@@ -183,6 +197,43 @@ static int tcp_connect_rcvbuf(int family, uint16_t port, int rcvbuf)
 static int tcp_connect(int family, uint16_t port)
 {
 	return tcp_connect_rcvbuf(family, port, 0);
+}
+
+/* The kernel takes megabytes into a loopback socket before anything waits in the
+ * transport's own buffer: shrink the send buffer of the server's end of client fd (this
+ * process holds both ends) so a test reaches the bounds with little data. */
+static void server_end_sndbuf(int client, int size)
+{
+	struct sockaddr_storage mine, peer;
+	socklen_t ml = sizeof(mine), pl;
+
+	if (getsockname(client, (struct sockaddr *)&mine, &ml) < 0)
+		return;
+	for (int fd = 3; fd < 4096; fd++) {
+		pl = sizeof(peer);
+		if (fd == client || getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
+		    pl != ml || memcmp(&peer, &mine, ml) != 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		return;
+	}
+}
+
+/* A TCP connection to 127.0.0.1:port from the loopback address from (another source). */
+static int tcp_connect_from(const char *from, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in local = {.sin_family = AF_INET};
+	socklen_t len = loopback(AF_INET, port, &ss);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	inet_pton(AF_INET, from, &local.sin_addr);
+	if (fd >= 0 && (bind(fd, (struct sockaddr *)&local, sizeof(local)) < 0 ||
+			connect(fd, (struct sockaddr *)&ss, len) < 0)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* Read what the server sent on fd within ms (running the loop); 0 = EOF, -1 = none. */
@@ -613,6 +664,172 @@ static void test_tcp_close_during_dispatch_is_deferred(void)
 	free(big);
 }
 
+static void test_tcp_per_source_cap_spares_other_and_trusted_sources(void)
+{
+	const struct limits_conf lim = {.max_message_size = 65535,
+					.max_tcp_connections = 100,
+					.tcp_idle_timeout = 60,
+					.max_tcp_connections_per_source = 2};
+	struct netaddr_set *trusted = NULL;
+	struct netaddr_prefix pfx;
+	struct harness h;
+	struct net_stats st;
+	int a[3], b, t[4];
+	uint16_t port;
+
+	CHECK_INT(netaddr_set_alloc(&trusted), 0);
+	CHECK_INT(netaddr_prefix_parse("127.0.0.3", &pfx), 0);
+	CHECK_INT(netaddr_set_add(trusted, &pfx), 0);
+	CHECK_INT(harness_init_limits(&h, &lim, trusted), 0);
+	port = net_listen_port(h.net, 1);
+	for (int i = 0; i < 3; i++) {
+		a[i] = tcp_connect_from("127.0.0.1", port);
+		CHECK(a[i] >= 0);
+		run_ms(&h, 20);
+	}
+	b = tcp_connect_from("127.0.0.2", port);
+	for (int i = 0; i < 4; i++)
+		t[i] = tcp_connect_from("127.0.0.3", port);
+	run_ms(&h, 50);
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.tcp_conns, 2 + 1 + 4);
+	CHECK_INT(st.tcp_conns_refused_source, 1);
+	CHECK_INT(st.tcp_conns_refused, 0);
+	CHECK(closed_by_server(&h, a[2], 1000));
+	CHECK(!closed_by_server(&h, a[0], 50));
+	CHECK(!closed_by_server(&h, b, 50));
+	CHECK(!closed_by_server(&h, t[3], 50));
+	/* Every open connection is served, the trusted ones past the cap too. */
+	CHECK(write(b, MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(write(t[3], MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(run_until_rx(&h, 2, 2000));
+	/* A closed connection gives its source's slot back. */
+	close(a[0]);
+	run_ms(&h, 30);
+	a[0] = tcp_connect_from("127.0.0.1", port);
+	run_ms(&h, 30);
+	CHECK(!closed_by_server(&h, a[0], 50));
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.tcp_conns_refused_source, 1);
+	CHECK_INT(st.tcp_conns, 7);
+	for (int i = 0; i < 3; i++)
+		close(a[i]);
+	close(b);
+	for (int i = 0; i < 4; i++)
+		close(t[i]);
+	harness_fini(&h);
+	netaddr_set_free(&trusted);
+}
+
+/* Peers that never read: each send that would pass the budget closes its connection, and
+ * the output held never passes the budget however many peers try. */
+static void test_tcp_output_budget_bounds_unread_output(void)
+{
+	enum { N = 8, CHUNK = 16 * 1024, ROUNDS = 12 };
+	const struct limits_conf lim = {.max_message_size = 65535,
+					.max_tcp_connections = 100,
+					.tcp_idle_timeout = 60,
+					.tcp_max_output = 256 * 1024,
+					.tcp_output_budget = 256 * 1024};
+	static char chunk[CHUNK];
+	struct net_flow flows[N];
+	struct harness h;
+	struct net_stats st;
+	int fds[N], closed = 0, fresh;
+	char buf[512];
+
+	CHECK_INT(harness_init_limits(&h, &lim, NULL), 0);
+	for (int i = 0; i < N; i++) {
+		fds[i] = tcp_connect_rcvbuf(AF_INET, net_listen_port(h.net, 1), 4096);
+		CHECK(fds[i] >= 0);
+		CHECK(write(fds[i], MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+		CHECK(run_until_rx(&h, i + 1, 2000));
+		flows[i] = h.rx[i].flow;
+		server_end_sndbuf(fds[i], 4096);
+	}
+	/* N x ROUNDS x CHUNK = 1.5 MiB offered, no connection past its share alone. */
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < N; i++)
+			net_send(h.net, &flows[i], 0, chunk, sizeof(chunk));
+		run_ms(&h, 5);
+	}
+	net_stats_get(h.net, &st);
+	CHECK(st.tcp_out_peak <= 256 * 1024);
+	CHECK(st.tcp_out_bytes <= 256 * 1024);
+	CHECK(st.tcp_out_closed >= 1);
+	for (int i = 0; i < N; i++)
+		closed += closed_by_server(&h, fds[i], 20);
+	CHECK_INT(closed, (int)st.tcp_out_closed);
+	/* Another peer is still served. */
+	h.reply = "pong";
+	h.reply_len = 4;
+	fresh = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	CHECK(write(fresh, MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(run_until_rx(&h, N + 1, 2000));
+	CHECK_INT(h.reply_err, 0);
+	CHECK_INT(client_read(&h, fresh, buf, sizeof(buf), 1000), 4);
+	close(fresh);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	harness_fini(&h);
+}
+
+/* Output that stays pending past tcp_output_timeout closes the connection, even while a
+ * trickle of it is read; output that drains keeps it open. */
+static void test_tcp_output_timeout_closes_slow_reader(void)
+{
+	const struct limits_conf lim = {.max_message_size = 65535,
+					.max_tcp_connections = 100,
+					.tcp_idle_timeout = 60,
+					.tcp_output_timeout = 1};
+	size_t big_len = 2 * 1024 * 1024;
+	char *big = calloc(1, big_len);
+	char buf[256];
+	struct harness h;
+	struct net_stats st;
+	uint64_t start;
+	bool closed = false;
+	int slow, quick;
+
+	CHECK(big != NULL);
+	CHECK_INT(harness_init_limits(&h, &lim, NULL), 0);
+	slow = tcp_connect_rcvbuf(AF_INET, net_listen_port(h.net, 1), 4096);
+	quick = tcp_connect(AF_INET, net_listen_port(h.net, 1));
+	CHECK(write(slow, MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(run_until_rx(&h, 1, 2000));
+	CHECK(write(quick, MSG2, sizeof(MSG2) - 1) == sizeof(MSG2) - 1);
+	CHECK(run_until_rx(&h, 2, 2000));
+	server_end_sndbuf(slow, 4096);
+	if (big)
+		CHECK_INT(net_send(h.net, &h.rx[0].flow, 0, big, big_len), 0);
+	start = ms_now();
+	/* Read a little every 50 ms: progress, but the output never drains. */
+	while (!closed && ms_now() - start < 3000) {
+		(void)!recv(slow, buf, sizeof(buf), MSG_DONTWAIT);
+		/* What the kernel holds still arrives after the close: count, not EOF. */
+		net_stats_get(h.net, &st);
+		closed = st.tcp_out_closed > 0;
+		if (!closed && ms_now() - start < 1500) {
+			/* The quick reader gets and drains a response all along. */
+			CHECK_INT(net_send(h.net, &h.rx[1].flow, 0, "pong", 4), 0);
+			CHECK_INT(client_read(&h, quick, buf, sizeof(buf), 500), 4);
+		}
+		run_ms(&h, 50);
+	}
+	CHECK(closed);
+	CHECK(ms_now() - start >= 900);
+	CHECK(ms_now() - start <= 1500);
+	net_stats_get(h.net, &st);
+	CHECK_INT(st.tcp_out_closed, 1);
+	CHECK_INT(st.tcp_conns, 1);
+	CHECK_INT(st.tcp_out_bytes, 0);
+	CHECK(!closed_by_server(&h, quick, 50));
+	close(slow);
+	close(quick);
+	harness_fini(&h);
+	free(big);
+}
+
 static void test_net_alloc_reports_bad_listener(void)
 {
 	struct harness h;
@@ -692,6 +909,9 @@ int main(void)
 	RUN(test_tcp_send_after_close_is_enotconn);
 	RUN(test_tcp_large_response_is_buffered_and_flushed);
 	RUN(test_tcp_close_during_dispatch_is_deferred);
+	RUN(test_tcp_per_source_cap_spares_other_and_trusted_sources);
+	RUN(test_tcp_output_budget_bounds_unread_output);
+	RUN(test_tcp_output_timeout_closes_slow_reader);
 	RUN(test_net_alloc_reports_bad_listener);
 	RUN(test_net_shared_port_with_reuseport);
 	RUN(test_flow_peer_text_v4_and_v6);
