@@ -1089,6 +1089,7 @@ static bool mem_same_store(const void *a, const void *b)
 const struct location_backend location_backend_memory = {
     .name = "memory",
     .reads_users = true,
+    .in_process = true,
     .configure = mem_configure,
     .conf_free = mem_conf_free,
     .same_store = mem_same_store,

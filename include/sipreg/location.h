@@ -147,6 +147,9 @@ int location_conf_parse(struct location_conf **lcp, const struct conf_section *s
 void location_conf_free(struct location_conf **lcp);
 /* The backend's registry name ("memory", "pg"). */
 const char *location_conf_backend(const struct location_conf *lc);
+/* Does the store live in the process that opens it (memory)? A tool then asks the running
+ * daemon instead of opening its own, empty, copy. */
+bool location_conf_in_process(const struct location_conf *lc);
 /* Do a and b name the same store (one instance can serve both)? */
 bool location_conf_same_store(const struct location_conf *a, const struct location_conf *b);
 

@@ -31,6 +31,7 @@ union location_cb {
 struct location_backend {
 	const char *name;
 	bool reads_users; /* its directory reads the top-level users: list */
+	bool in_process;  /* its store lives in the daemon's memory: tools ask the daemon */
 	/* Read the backend's keys of its section (conf.h; conf_keys() first: `backend` is
 	 * among the keys and already read) into *confp, freed by conf_free. sec is NULL when
 	 * the file has no such section. Errors are reported through conf.h. */

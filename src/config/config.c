@@ -576,6 +576,24 @@ static int cfg_log(struct cfg_parse *p, yaml_node_t *node)
 	return 0;
 }
 
+/* control: {socket: PATH}: where sipregctl reaches this daemon (ops/control.c). */
+static int cfg_control(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {{.name = "socket"}};
+	int err;
+
+	err = cfg_map_fields(p, node, "control", f, 1);
+	if (err || !f[0].value)
+		return err;
+	err = cfg_string(p, f[0].value, "control.socket", &p->cfg->control_socket);
+	if (err)
+		return err;
+	/* sun_path holds 108 bytes on Linux, the NUL included. */
+	if (strlen(p->cfg->control_socket) > 107)
+		return cfg_fail(p, f[0].value, "control.socket",
+				"a Unix socket path is at most 107 bytes");
+	return 0;
+}
 
 /* A user provisioned in domain (NULL: any) needs a secret unless auth is off there. */
 static bool cfg_secret_required(const char *domain, void *arg)
@@ -751,6 +769,7 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 		F_LIMITS,
 		F_LOG,
 		F_TRUSTED,
+		F_CONTROL,
 		F_N
 	};
 	struct cfg_field f[F_N] = {
@@ -765,6 +784,7 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 	    [F_LIMITS] = {.name = "limits"},
 	    [F_LOG] = {.name = "log"},
 	    [F_TRUSTED] = {.name = "trusted_sources"},
+	    [F_CONTROL] = {.name = "control"},
 	};
 	struct config *cfg = p->cfg;
 	int err;
@@ -812,6 +832,11 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 	}
 	if (f[F_LOG].value) {
 		err = cfg_log(p, f[F_LOG].value);
+		if (err)
+			return err;
+	}
+	if (f[F_CONTROL].value) {
+		err = cfg_control(p, f[F_CONTROL].value);
 		if (err)
 			return err;
 	}
@@ -990,6 +1015,7 @@ void config_free(struct config **cfgp)
 	cfg_strv_free(&cfg->auth.off_domains, &cfg->auth.n_off_domains);
 	cfg_ua_rules_free(&cfg->auth);
 	free(cfg->instance_id);
+	free(cfg->control_socket);
 	netaddr_set_free(&cfg->trusted_sources);
 	free(cfg);
 	*cfgp = NULL;

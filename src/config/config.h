@@ -104,6 +104,7 @@ struct config {
 	struct limits_conf limits;
 	int log_level;              /* enum log_level */
 	char *instance_id;          /* default: hostname:pid */
+	char *control_socket;       /* control.socket: sipregctl's Unix socket; NULL = none */
 	/* trusted_sources: SBCs and proxies, never banned (netaddr.h); owned, NULL = none. */
 	struct netaddr_set *trusted_sources;
 };

@@ -22,6 +22,7 @@
 #include "registrar/auth.h"
 #include "sipreg/log.h"
 #include "net/net.h"
+#include "ops/control.h"
 #include "registrar/registrar.h"
 #include "sip/msg.h"
 #include "sipreg/location.h"
@@ -49,6 +50,7 @@ struct server {
 	struct sipresp_tag_key *tag_key;
 	struct location *dir;
 	struct location *loc;
+	struct control *control; /* NULL without control.socket */
 	struct reg_pending *spare[PENDING_SPARE_MAX];
 	size_t n_spare, spare_keep;
 	/* The 503 paths run at request rate when they run at all, and so do refused
@@ -641,6 +643,17 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 	err = tsx_table_alloc(&srv->tsx, base, srv->net, cfg->limits.max_transactions, 0);
 	if (err)
 		goto fail;
+	if (cfg->control_socket) {
+		err = control_alloc(&srv->control, base, cfg->control_socket, srv->loc, srv->dir);
+		if (err) {
+			log_err("control: cannot listen on %s: %s%s", cfg->control_socket,
+				strerror(err),
+				err == EADDRINUSE ? " (another sipregd answers there)" : "");
+			if (stagep)
+				*stagep = SERVER_STAGE_LISTEN;
+			goto fail;
+		}
+	}
 	*sp = srv;
 	return 0;
 fail:
@@ -654,8 +667,9 @@ void server_free(struct server **sp)
 
 	if (!srv)
 		return;
-	/* Transactions first: their owners cancel backend operations before the backends
-	 * go away, and no response is sent on a transport that is already closed. */
+	/* Transactions and control requests first: their owners cancel backend operations
+	 * before the backends go away, and no response is sent on a closed transport. */
+	control_free(&srv->control);
 	tsx_table_free(&srv->tsx);
 	net_free(&srv->net);
 	if (srv->dir == srv->loc)

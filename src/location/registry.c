@@ -161,6 +161,11 @@ const void *location_conf_of(const struct location_conf *lc, const struct locati
 	return lc && lc->ops == backend ? lc->conf : NULL;
 }
 
+bool location_conf_in_process(const struct location_conf *lc)
+{
+	return lc->ops->in_process;
+}
+
 bool location_conf_same_store(const struct location_conf *a, const struct location_conf *b)
 {
 	if (a->ops != b->ops || !a->ops->same_store)

@@ -1,0 +1,23 @@
+/* The daemon's control socket (control.c): a Unix stream socket on which sipregctl asks
+ * a running sipregd about what only it can see, its in-process store (memory backend).
+ * One request line per connection ("bindings [AOR]", "unbind AOR [KEY]", "users [DOMAIN]"), the
+ * answer as show.c lines, then "OK" or "ERR <errno name> <message>", then close. */
+#ifndef SIPREG_OPS_CONTROL_H
+#define SIPREG_OPS_CONTROL_H
+
+#include <event2/event.h>
+
+#include "sipreg/location.h"
+
+struct control;
+
+/* Listen on path (a stale socket file left by a dead daemon is replaced; a live one is
+ * refused with EADDRINUSE), mode 0600. loc and dir are borrowed and must outlive the
+ * control. *cp is owned by the caller: control_free(). */
+int control_alloc(struct control **cp, struct event_base *base, const char *path,
+		  struct location *loc, struct location *dir);
+/* Close the socket and every connection (their operations are cancelled), remove the
+ * socket file. Sets *cp to NULL. */
+void control_free(struct control **cp);
+
+#endif
