@@ -7,7 +7,7 @@
  *   pipeline mode, sets lock_timeout and prepares every statement (itself pipelined); only
  *   then is it READY. A broken connection (read/write failure, CONNECTION_BAD, SQLSTATE class
  *   08, a timed-out query) fails the operations it carried and reconnects after a backoff
- *   (100 ms doubling to 5 s, with jitter).
+ *   (100 ms doubling to 5 s, with +-12.5 % jitter drawn from getrandom(2), logged).
  * - Operations: each call copies its request into a struct pg_op (parameters already in
  *   PostgreSQL's binary format: byte strings stay bytes, NUL included) and either sends it
  *   at once or waits in one bounded FIFO. Each op is one PQsendQueryPrepared; a connection
@@ -42,7 +42,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "clock.h"
@@ -1203,12 +1205,31 @@ static void conn_schedule(struct pg_conn *c, unsigned ms)
 	evtimer_add(&c->timer, &tv);
 }
 
+/* A uniform draw in 0..n-1 for the reconnect jitter, from getrandom(2): every instance of
+ * a cluster draws differently, so after a database restart they do not all reconnect in
+ * the same instant (random() unseeded gives every process the same sequence). Rare (once
+ * per failed connect), so a system call per draw costs nothing. */
+static unsigned backoff_jitter(unsigned n)
+{
+	uint64_t v;
+
+	if (n <= 1)
+		return 0;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
+		/* No entropy yet (early boot) or no getrandom: still distinct per process. */
+		uint64_t seed[2] = {(uint64_t)clock_mono_ns(), (uint64_t)getpid()};
+
+		v = XXH3_64bits(seed, sizeof(seed));
+	}
+	return (unsigned)(v % n);
+}
+
 /* Fail every op in flight on c with err, close it and plan the next attempt. */
 static void conn_fail(struct pg_conn *c, int err)
 {
 	struct pg_be *be = c->be;
 	struct pg_op *op;
-	unsigned jitter;
+	unsigned delay;
 
 	conn_unwatch(c);
 	evtimer_del(&c->timer);
@@ -1268,8 +1289,9 @@ static void conn_fail(struct pg_conn *c, int err)
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : PG_BACKOFF_MIN_MS;
 	if (c->backoff_ms > PG_BACKOFF_MAX_MS)
 		c->backoff_ms = PG_BACKOFF_MAX_MS;
-	jitter = (unsigned)random() % (c->backoff_ms / 4 + 1);
-	conn_schedule(c, c->backoff_ms - c->backoff_ms / 8 + jitter);
+	delay = c->backoff_ms - c->backoff_ms / 8 + backoff_jitter(c->backoff_ms / 4 + 1);
+	log_info("pg[%u]: reconnecting in %u ms", c->idx, delay);
+	conn_schedule(c, delay);
 }
 
 static void conn_failev(evutil_socket_t fd, short what, void *arg)
