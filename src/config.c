@@ -598,7 +598,8 @@ static int cfg_backend(struct cfg_parse *p, yaml_node_t *node, const char *secti
 	struct cfg_field f[] = {{.name = "backend"},
 				{.name = "conninfo"},
 				{.name = "pool"},
-				{.name = "timeout_ms"}};
+				{.name = "timeout_ms"},
+				{.name = "migrate"}};
 	char path[CONFIG_PATH_MAX];
 	uint32_t v;
 	int err;
@@ -638,6 +639,12 @@ static int cfg_backend(struct cfg_parse *p, yaml_node_t *node, const char *secti
 		if (err)
 			return err;
 		lc->timeout_ms = v;
+	}
+	if (f[4].value) {
+		cfg_path(path, section, "migrate");
+		err = cfg_bool(p, f[4].value, path, &lc->migrate);
+		if (err)
+			return err;
 	}
 	/* Caught here so --check reports it with a line, not only the backend at start. */
 	if (strcmp(lc->backend, "pg") == 0 && !lc->conninfo)

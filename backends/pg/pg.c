@@ -50,6 +50,7 @@
 #include "clock.h"
 #include "hmap.h"
 #include "log.h"
+#include "pg_schema.h"
 #include "sipreg/location_backend.h"
 
 #define PG_DEFAULT_POOL	      4u
@@ -1679,6 +1680,40 @@ static void be_sweep_tick(evutil_socket_t fd, short what, void *arg)
 
 static void pg_close(void *p);
 
+/* location.migrate: bring the schema up to date before the loop runs. Synchronous on
+ * purpose: it runs once at start-up, before any request is read, and the daemon must not
+ * serve against a schema it does not know. Concurrency-safe like `sipregctl db migrate`
+ * (the runner serialises on an advisory lock). Returns 0 or EIO. */
+static int pg_migrate_at_start(const char *conninfo)
+{
+	const char *keys[] = {"application_name", "dbname", NULL};
+	const char *vals[] = {"sipregd-migrate", conninfo, NULL};
+	PGconn *mc = PQconnectdbParams(keys, vals, 1);
+	char err[512];
+	int from = 0, to = 0, rc = EIO;
+
+	if (!mc) {
+		log_err("pg: migrate: out of memory");
+		return ENOMEM;
+	}
+	if (PQstatus(mc) != CONNECTION_OK) {
+		log_err("pg: migrate: cannot connect: %s", PQerrorMessage(mc));
+		goto out;
+	}
+	if (pg_schema_migrate(mc, &from, &to, err, sizeof(err)) != 0) {
+		log_err("pg: migrate: %s", err);
+		goto out;
+	}
+	if (from != to)
+		log_info("pg: migrated the schema from version %d to %d", from, to);
+	else
+		log_info("pg: schema at version %d, up to date", to);
+	rc = 0;
+out:
+	PQfinish(mc);
+	return rc;
+}
+
 static int pg_open(void **bep, const struct location_conf *conf, struct event_base *base)
 {
 	struct pg_be *be;
@@ -1689,6 +1724,12 @@ static int pg_open(void **bep, const struct location_conf *conf, struct event_ba
 		log_err("pg: no conninfo configured (location/directory: {backend: pg, "
 			"conninfo: \"...\"})");
 		return EINVAL;
+	}
+	if (conf->migrate) {
+		int merr = pg_migrate_at_start(conf->conninfo);
+
+		if (merr)
+			return merr;
 	}
 	be = calloc(1, sizeof(*be));
 	if (!be)

@@ -103,6 +103,7 @@ struct location_conf {
 	const char *conninfo;      /* backend specific, may be NULL */
 	unsigned pool;             /* connections, 0 = backend default */
 	unsigned timeout_ms;       /* per query, 0 = backend default */
+	bool migrate;              /* pg: apply the schema migrations at open (start-up) */
 	const struct conf_user *users; /* memory directory: users from the YAML */
 	size_t n_users;
 	const char *instance_id;
