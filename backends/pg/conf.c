@@ -1,4 +1,5 @@
-/* The pg backend's section: {backend: pg, conninfo: "...", pool: N, timeout_ms: N}.
+/* The pg backend's section: {backend: pg, conninfo: "...", pool: N, timeout_ms: N,
+ * migrate: BOOL}.
  * Checked when the file is read, so `sipregd --check` reports a mistake with its line. */
 #include <errno.h>
 #include <stdlib.h>
@@ -9,7 +10,8 @@
 int pg_configure(void **confp, const struct conf_section *sec,
 		 const struct location_conf_env *env)
 {
-	static const char *const keys[] = {"backend", "conninfo", "pool", "timeout_ms"};
+	static const char *const keys[] = {"backend", "conninfo", "pool", "timeout_ms",
+					   "migrate"};
 	struct pg_conf *pc;
 	int err;
 
@@ -25,6 +27,8 @@ int pg_configure(void **confp, const struct conf_section *sec,
 		err = conf_uint(sec, "pool", 0, 1024, &pc->pool);
 	if (!err && sec)
 		err = conf_uint(sec, "timeout_ms", 0, 3600000, &pc->timeout_ms);
+	if (!err && sec)
+		err = conf_bool(sec, "migrate", &pc->migrate);
 	if (!err && !pc->conninfo)
 		err = conf_fail(sec, NULL, CONF_NO_INDEX,
 				"backend pg needs conninfo (a libpq connection string)");
@@ -51,5 +55,5 @@ bool pg_same_store(const void *a, const void *b)
 	const struct pg_conf *x = a, *y = b;
 
 	return strcmp(x->conninfo, y->conninfo) == 0 && x->pool == y->pool &&
-	       x->timeout_ms == y->timeout_ms;
+	       x->timeout_ms == y->timeout_ms && x->migrate == y->migrate;
 }

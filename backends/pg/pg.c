@@ -7,7 +7,7 @@
  *   pipeline mode, sets lock_timeout and prepares every statement (itself pipelined); only
  *   then is it READY. A broken connection (read/write failure, CONNECTION_BAD, SQLSTATE class
  *   08, a timed-out query) fails the operations it carried and reconnects after a backoff
- *   (100 ms doubling to 5 s, with jitter).
+ *   (100 ms doubling to 5 s, with +-12.5 % jitter drawn from getrandom(2), logged).
  * - Operations: each call copies its request into a struct pg_op (parameters already in
  *   PostgreSQL's binary format: byte strings stay bytes, NUL included) and either sends it
  *   at once or waits in one bounded FIFO. Each op is one PQsendQueryPrepared; a connection
@@ -17,8 +17,9 @@
  *   transaction, no added latency; high load: batches grow by themselves. Callbacks run
  *   only after the Sync's ReadyForQuery, i.e. after COMMIT; if any statement of a batch
  *   failed, the batch rolled back and every op of it fails. A batch's statements are
- *   ordered by a fixed hash of the AOR (stable, so one AOR's ops keep their order), the same
- *   order on every instance, so the AOR locks of two batches cannot deadlock. Sweeps and
+ *   ordered by the AOR's lock key (XXH3-64 of its bytes; stable, so one AOR's ops keep their
+ *   order), and sipreg_apply locks exactly that key: one global lock order on every
+ *   instance, so the AOR locks of two batches cannot deadlock. Sweeps and
  *   listings go alone. An apply is one round trip: the stored function sipreg_apply()
  *   (sql/migrations/) locks the AOR and applies RFC 3261 §10.3 step 7.
  * - Fail fast: with no connection up or connecting, or the queue full, a call returns EAGAIN
@@ -31,7 +32,9 @@
  *   notification). Cache hits complete through a deferred event, never inside the call.
  * - Sweeper: connection 0 tries to hold a session advisory lock (the lease); the instance
  *   holding it runs sipreg_sweep() every PG_SWEEP_INTERVAL_S, so N instances do not all
- *   sweep. The lease moves when its holder's connection goes away. */
+ *   sweep. The lease moves when its holder's connection goes away. A sweep statement
+ *   removes at most PG_SWEEP_BATCH rows and skips rows an apply holds (it never waits, so
+ *   it cannot deadlock with batches); a full one is followed by the next at once. */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -39,12 +42,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "sipreg/clock.h"
 #include "sipreg/hmap.h"
 #include "sipreg/log.h"
 #include "pg_conf.h"
+#include "pg_schema.h"
 #include "sipreg/location_backend.h"
 
 #define PG_DEFAULT_POOL	      4u
@@ -62,7 +69,9 @@
 #define PG_CACHE_MAX	      65536u
 #define PG_SWEEP_INTERVAL_S   60
 #define PG_LEASE_KEY	      "8315178070380003330"
-#define PG_MAX_PARAMS	      19
+#define PG_MAX_PARAMS	      20
+#define PG_SWEEP_BATCH	      10000 /* rows one sweep statement removes at most */
+#define PG_SWEEP_REPEAT	      100   /* sweep statements per tick when each came back full */
 #define PG_PAGE_ROWS	      1000 /* iterate reads the table in pages of this many rows */
 
 /* Type OIDs of the parameters we send in binary (pg_type.dat; stable across versions). */
@@ -116,20 +125,21 @@ struct pg_stmt_def {
 
 static const struct pg_stmt_def pg_stmts[STMT_N] = {
     [STMT_APPLY] = {"sipreg_apply",
-		    "SELECT * FROM sipreg_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+		    /* $20, the AOR's lock key, goes first (migration 002). */
+		    "SELECT * FROM sipreg_apply($20, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
 		    "$11, $12, $13, $14, $15, $16, $17, $18, $19)",
-		    19,
+		    20,
 		    {OID_BYTEA, OID_BYTEA, OID_INT8, OID_BOOL, OID_BYTEA_ARRAY, OID_BYTEA_ARRAY,
 		     OID_INT4_ARRAY, OID_INT4_ARRAY, OID_BYTEA_ARRAY, OID_INT8_ARRAY, OID_INT4,
 		     OID_BYTEA, OID_BYTEA, OID_TEXT, OID_TEXT, OID_INT4, OID_INT8, OID_BYTEA,
-		     OID_INT8}},
+		     OID_INT8, OID_INT8}},
     [STMT_FETCH] = {"sipreg_fetch",
 		    "SELECT NULL::integer, " PG_BINDING_COLS " FROM bindings b "
 		    "WHERE b.aor = $1 AND b.expires > to_timestamp($2) "
 		    "ORDER BY coalesce(b.q, 1000) DESC, b.updated_at DESC, b.id",
 		    2,
 		    {OID_BYTEA, OID_INT8}},
-    [STMT_SWEEP] = {"sipreg_sweep", "SELECT sipreg_sweep($1)", 1, {OID_INT8}},
+    [STMT_SWEEP] = {"sipreg_sweep", "SELECT sipreg_sweep($1, $2)", 2, {OID_INT8, OID_INT4}},
     [STMT_ITERATE] = {"sipreg_iterate",
 		      "SELECT NULL::integer, " PG_BINDING_COLS ", b.aor, b.id FROM bindings b "
 		      "WHERE b.expires > to_timestamp($1) AND b.id > $2 ORDER BY b.id "
@@ -195,7 +205,7 @@ struct pg_op {
 	uint64_t affinity;
 	bool alone;		 /* sweep, iterate, internal: never batched */
 	bool sync_after;	 /* the batch's Sync follows this op's statement */
-	uint64_t order;		 /* position in a batch: a fixed hash of the AOR */
+	uint64_t order;		 /* position in a batch: the AOR's lock key (lock_key) */
 	size_t aor_off, aor_len; /* apply/fetch: the AOR in buf */
 	size_t user_off, user_len, domain_off, domain_len; /* find_user */
 	struct pg_cached_user *hit; /* find_user answered from the cache */
@@ -257,6 +267,7 @@ struct pg_be {
 	struct pg_op *dhead, *dtail; /* completed from the cache, delivered by defer_ev */
 	struct event defer_ev;
 	struct event sweep_ev;
+	unsigned sweep_rounds; /* sweep statements sent since the last tick */
 	bool lease;	  /* connection 0 holds the sweeper lease */
 	bool lease_other; /* another session holds it: sweeping is theirs */
 	bool lease_pending;
@@ -291,6 +302,7 @@ static void be_leave(struct pg_be *be)
 static void conn_pump(struct pg_conn *c);
 static void be_pump(struct pg_be *be);
 static int op_resubmit(struct pg_be *be, struct pg_op *op);
+static void be_autosweep(struct pg_be *be);
 
 /* ---- parameter encoding (binary format) -------------------------------------------- */
 
@@ -417,15 +429,13 @@ static void array_begin(struct pg_op *op, int i, Oid elem, size_t n, bool has_nu
 	}
 }
 
-/* A batch's statement order: FNV-1a of the AOR, the same function in every process (unlike
- * hmap_hash, which is seeded per process), so every instance takes AOR locks in one order. */
-static uint64_t order_key(const struct sip_str *aor)
+/* The AOR's lock key, and its statement's place in a batch: one value for both, so every
+ * transaction of every instance takes AOR locks in one global order (sipreg_apply locks
+ * exactly this key). XXH3 unseeded, unlike hmap_hash, so every process computes the same
+ * key; ops without an AOR keep 0 and take no locks, so where they sort does not matter. */
+static uint64_t lock_key(const struct sip_str *aor)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (size_t i = 0; i < aor->len; i++)
-		h = (h ^ (unsigned char)aor->p[i]) * 0x100000001b3ull;
-	return h | 1; /* 0 is for ops without an AOR: they take no locks */
+	return XXH3_64bits(aor->p ? aor->p : "", aor->len);
 }
 
 static int32_t clamp_i32(uint32_t v)
@@ -874,11 +884,18 @@ static void op_deliver(struct pg_op *op)
 		if (be->lease)
 			log_info("pg: this instance holds the sweeper lease");
 		break;
-	case PG_AUTOSWEEP:
-		if (!err && r && res_i64(r, 0, 0) > 0)
-			log_debug("pg: swept %lld expired bindings",
-				  (long long)res_i64(r, 0, 0));
+	case PG_AUTOSWEEP: {
+		int64_t n = (!err && r) ? res_i64(r, 0, 0) : 0;
+
+		if (n > 0)
+			log_debug("pg: swept %lld expired bindings", (long long)n);
+		/* A full batch means more are left: the next one now, a bounded number of times
+		 * per tick, each its own short transaction. */
+		if (n >= PG_SWEEP_BATCH && be->lease && ++be->sweep_rounds < PG_SWEEP_REPEAT &&
+		    !be->closing)
+			be_autosweep(be);
 		break;
+	}
 	case PG_SETUP:
 		break;
 	}
@@ -1010,7 +1027,7 @@ static struct pg_conn *be_pick(struct pg_be *be, const struct pg_op *op)
 	return best;
 }
 
-/* Send c's assembled batch: its statements in AOR-hash order (stable), one Sync. */
+/* Send c's assembled batch: its statements in lock-key order (stable), one Sync. */
 static void conn_flush_batch(struct pg_conn *c)
 {
 	struct pg_be *be = c->be;
@@ -1186,12 +1203,31 @@ static void conn_schedule(struct pg_conn *c, unsigned ms)
 	evtimer_add(&c->timer, &tv);
 }
 
+/* A uniform draw in 0..n-1 for the reconnect jitter, from getrandom(2): every instance of
+ * a cluster draws differently, so after a database restart they do not all reconnect in
+ * the same instant (random() unseeded gives every process the same sequence). Rare (once
+ * per failed connect), so a system call per draw costs nothing. */
+static unsigned backoff_jitter(unsigned n)
+{
+	uint64_t v;
+
+	if (n <= 1)
+		return 0;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
+		/* No entropy yet (early boot) or no getrandom: still distinct per process. */
+		uint64_t seed[2] = {(uint64_t)clock_mono_ns(), (uint64_t)getpid()};
+
+		v = XXH3_64bits(seed, sizeof(seed));
+	}
+	return (unsigned)(v % n);
+}
+
 /* Fail every op in flight on c with err, close it and plan the next attempt. */
 static void conn_fail(struct pg_conn *c, int err)
 {
 	struct pg_be *be = c->be;
 	struct pg_op *op;
-	unsigned jitter;
+	unsigned delay;
 
 	conn_unwatch(c);
 	evtimer_del(&c->timer);
@@ -1251,8 +1287,9 @@ static void conn_fail(struct pg_conn *c, int err)
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : PG_BACKOFF_MIN_MS;
 	if (c->backoff_ms > PG_BACKOFF_MAX_MS)
 		c->backoff_ms = PG_BACKOFF_MAX_MS;
-	jitter = (unsigned)random() % (c->backoff_ms / 4 + 1);
-	conn_schedule(c, c->backoff_ms - c->backoff_ms / 8 + jitter);
+	delay = c->backoff_ms - c->backoff_ms / 8 + backoff_jitter(c->backoff_ms / 4 + 1);
+	log_info("pg[%u]: reconnecting in %u ms", c->idx, delay);
+	conn_schedule(c, delay);
 }
 
 static void conn_failev(evutil_socket_t fd, short what, void *arg)
@@ -1606,6 +1643,20 @@ static void defer_op(struct pg_be *be, struct pg_op *op)
 	event_active(&be->defer_ev, EV_TIMEOUT, 0);
 }
 
+/* Send the lease holder's next sweep statement (alone: it takes row locks of many AORs). */
+static void be_autosweep(struct pg_be *be)
+{
+	struct pg_op *op = op_new(be, PG_AUTOSWEEP, NULL);
+
+	if (!op)
+		return;
+	op->stmt = STMT_SWEEP;
+	op->alone = true;
+	param_null(op, 0);
+	param_i32(op, 1, PG_SWEEP_BATCH);
+	op_submit(be, op); /* not queued when down: the next tick tries again */
+}
+
 static void be_sweep_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct pg_be *be = arg;
@@ -1614,14 +1665,8 @@ static void be_sweep_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (be->lease) {
-		struct pg_op *op = op_new(be, PG_AUTOSWEEP, NULL);
-
-		if (op) {
-			op->stmt = STMT_SWEEP;
-			op->alone = true;
-			param_null(op, 0);
-			op_submit(be, op); /* not queued when down: the next tick tries again */
-		}
+		be->sweep_rounds = 0;
+		be_autosweep(be);
 	} else {
 		lease_try(be);
 	}
@@ -1631,6 +1676,40 @@ static void be_sweep_tick(evutil_socket_t fd, short what, void *arg)
 /* ---- the vtable ------------------------------------------------------------------------ */
 
 static void pg_close(void *p);
+
+/* location.migrate: bring the schema up to date before the loop runs. Synchronous on
+ * purpose: it runs once at start-up, before any request is read, and the daemon must not
+ * serve against a schema it does not know. Concurrency-safe like `sipregctl db migrate`
+ * (the runner serialises on an advisory lock). Returns 0 or EIO. */
+static int pg_migrate_at_start(const char *conninfo)
+{
+	const char *keys[] = {"application_name", "dbname", NULL};
+	const char *vals[] = {"sipregd-migrate", conninfo, NULL};
+	PGconn *mc = PQconnectdbParams(keys, vals, 1);
+	char err[512];
+	int from = 0, to = 0, rc = EIO;
+
+	if (!mc) {
+		log_err("pg: migrate: out of memory");
+		return ENOMEM;
+	}
+	if (PQstatus(mc) != CONNECTION_OK) {
+		log_err("pg: migrate: cannot connect: %s", PQerrorMessage(mc));
+		goto out;
+	}
+	if (pg_schema_migrate(mc, &from, &to, err, sizeof(err)) != 0) {
+		log_err("pg: migrate: %s", err);
+		goto out;
+	}
+	if (from != to)
+		log_info("pg: migrated the schema from version %d to %d", from, to);
+	else
+		log_info("pg: schema at version %d, up to date", to);
+	rc = 0;
+out:
+	PQfinish(mc);
+	return rc;
+}
 
 static int pg_open(void **bep, const void *confp, struct event_base *base,
 		   const char *instance_id)
@@ -1645,6 +1724,12 @@ static int pg_open(void **bep, const void *confp, struct event_base *base,
 		log_err("pg: no conninfo configured (location/directory: {backend: pg, "
 			"conninfo: \"...\"})");
 		return EINVAL;
+	}
+	if (conf->migrate) {
+		int merr = pg_migrate_at_start(conf->conninfo);
+
+		if (merr)
+			return merr;
 	}
 	be = calloc(1, sizeof(*be));
 	if (!be)
@@ -1773,7 +1858,7 @@ static int pg_apply(void *p, const struct reg_request *req, location_apply_h *cb
 	op->aor_len = req->aor.len;
 	op->has_affinity = true;
 	op->affinity = hmap_hash(req->aor.p ? req->aor.p : "", req->aor.len);
-	op->order = order_key(&req->aor);
+	op->order = lock_key(&req->aor);
 	param_bytes(op, 1, &req->call_id);
 	param_i64(op, 2, req->cseq);
 	param_bool(op, 3, req->wildcard);
@@ -1834,6 +1919,7 @@ static int pg_apply(void *p, const struct reg_request *req, location_apply_h *cb
 	param_i64(op, 16, (int64_t)req->source.conn_id);
 	param_bytes(op, 17, &req->instance_id);
 	param_i64(op, 18, req->now);
+	param_i64(op, 19, (int64_t)op->order); /* the same bits, as PostgreSQL's bigint */
 	for (size_t i = 0; i < n; i++) {
 		if (req->changes[i].contact.len > INT32_MAX / 2 ||
 		    req->changes[i].key.len > INT32_MAX / 2 ||
@@ -1858,7 +1944,7 @@ static int pg_fetch(void *p, const struct sip_str *aor, int64_t now, location_fe
 	op->aor_len = aor->len;
 	op->has_affinity = true;
 	op->affinity = hmap_hash(aor->p ? aor->p : "", aor->len);
-	op->order = order_key(aor);
+	op->order = lock_key(aor);
 	param_i64(op, 1, now);
 	return op_submit(be, op);
 }

@@ -3,6 +3,7 @@
 #ifndef SIPREG_BACKEND_PG_CONF_H
 #define SIPREG_BACKEND_PG_CONF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sipreg/location_backend.h"
@@ -11,6 +12,7 @@ struct pg_conf {
 	char *conninfo;	     /* libpq connection string or URI (required) */
 	uint32_t pool;	     /* connections, 0 = PG_DEFAULT_POOL */
 	uint32_t timeout_ms; /* every connect and query, 0 = PG_DEFAULT_TIMEOUT_MS */
+	bool migrate;	     /* apply the schema migrations at open (start-up) */
 };
 
 int pg_configure(void **confp, const struct conf_section *sec,

@@ -1,5 +1,6 @@
 /* Synchronous schema migrations (sql/migrations/, embedded at build time): run by
- * `sipregctl db migrate` and by sipregd at start when configured, never on the event loop. */
+ * `sipregctl db migrate`, and by sipregd at start-up before its loop runs when the config
+ * says `migrate: true` (pg.c, pg_open), never on the event loop. */
 #include "pg_schema.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* The database schema sipreg expects: the migrations embedded at build time from
  * sql/migrations/, and the synchronous migration runner shared by sipregctl and sipregd's
- * start-up (before its event loop runs). */
+ * start-up with `migrate: true` (before its event loop runs). */
 #ifndef SIPREG_PG_SCHEMA_H
 #define SIPREG_PG_SCHEMA_H
 
