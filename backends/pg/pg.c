@@ -73,6 +73,7 @@
 #define PG_SWEEP_BATCH	      10000 /* rows one sweep statement removes at most */
 #define PG_SWEEP_REPEAT	      100   /* sweep statements per tick when each came back full */
 #define PG_PAGE_ROWS	      1000 /* iterate reads the table in pages of this many rows */
+#define PG_ALIASES_MAX	      256  /* aliases a listed user shows */
 
 /* Type OIDs of the parameters we send in binary (pg_type.dat; stable across versions). */
 #define OID_BOOL	16u
@@ -114,7 +115,19 @@ enum pg_col {
 	"b.received_proto, host(b.received_ip), b.received_port, b.conn_id, "                  \
 	"b.registered_by, floor(extract(epoch FROM b.updated_at))::bigint"
 
-enum pg_stmt { STMT_APPLY, STMT_FETCH, STMT_SWEEP, STMT_ITERATE, STMT_FIND_USER, STMT_N };
+enum pg_stmt {
+	STMT_APPLY,
+	STMT_FETCH,
+	STMT_SWEEP,
+	STMT_ITERATE,
+	STMT_FIND_USER,
+	STMT_USER_ADD,
+	STMT_USER_UPDATE,
+	STMT_USER_DEL,
+	STMT_USER_ITER,
+	STMT_UNBIND,
+	STMT_N
+};
 
 struct pg_stmt_def {
 	const char *name;
@@ -151,6 +164,42 @@ static const struct pg_stmt_def pg_stmts[STMT_N] = {
 			"max_contacts, aliases FROM sipreg_find_user($1, $2)",
 			2,
 			{OID_BYTEA, OID_TEXT}},
+    /* Provisioning (sipregctl): the domain joins domains in the same statement, whose
+     * foreign key is checked at its end. No row back: the user exists (add) or does not
+     * (update, del). The users trigger tells every instance to drop its cache. */
+    [STMT_USER_ADD] = {"sipreg_user_add",
+		       "WITH d AS (INSERT INTO domains (domain) VALUES ($2) "
+		       "ON CONFLICT DO NOTHING) "
+		       "INSERT INTO users (username, domain, ha1_md5, ha1_sha256, enabled, "
+		       "auth_off, max_contacts, aliases) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+		       "ON CONFLICT (username, domain) DO NOTHING RETURNING id",
+		       8,
+		       {OID_BYTEA, OID_TEXT, OID_TEXT, OID_TEXT, OID_BOOL, OID_BOOL, OID_INT4,
+			OID_BYTEA_ARRAY}},
+    [STMT_USER_UPDATE] = {"sipreg_user_update",
+			  "UPDATE users SET ha1_md5 = $3, ha1_sha256 = $4, enabled = $5, "
+			  "auth_off = $6, max_contacts = $7, aliases = $8, updated_at = now() "
+			  "WHERE username = $1 AND domain = $2 RETURNING id",
+			  8,
+			  {OID_BYTEA, OID_TEXT, OID_TEXT, OID_TEXT, OID_BOOL, OID_BOOL, OID_INT4,
+			   OID_BYTEA_ARRAY}},
+    [STMT_USER_DEL] = {"sipreg_user_del",
+		       "DELETE FROM users WHERE username = $1 AND domain = $2 RETURNING id",
+		       2,
+		       {OID_BYTEA, OID_TEXT}},
+    [STMT_USER_ITER] = {"sipreg_user_iter",
+			"SELECT username, domain, ha1_md5, ha1_sha256, enabled, auth_off, "
+			"max_contacts, aliases, id FROM users WHERE id > $1 ORDER BY id LIMIT 1000",
+			1,
+			{OID_INT8}},
+    /* The operator's removal: all of an AOR's bindings or the one with that key; the
+     * count of live ones removed says whether there was anything to remove. */
+    [STMT_UNBIND] = {"sipreg_unbind",
+		     "WITH x AS (DELETE FROM bindings WHERE aor = $1 AND "
+		     "($2::bytea IS NULL OR contact_key = $2) RETURNING expires) "
+		     "SELECT count(*) FILTER (WHERE expires > now()) FROM x",
+		     2,
+		     {OID_BYTEA, OID_BYTEA}},
 };
 
 enum pg_kind {
@@ -158,6 +207,9 @@ enum pg_kind {
 	PG_FETCH,
 	PG_ITERATE,
 	PG_FIND_USER,
+	PG_DONE,      /* user add/update/del: a row back, or none_err */
+	PG_USER_ITER, /* paged like PG_ITERATE */
+	PG_UNBIND,
 	/* internal: no caller callback */
 	PG_SETUP,     /* SET / PREPARE / LISTEN while a connection comes up */
 	PG_LEASE,     /* try to take the sweeper lease (connection 0) */
@@ -209,6 +261,7 @@ struct pg_op {
 	size_t aor_off, aor_len; /* apply/fetch: the AOR in buf */
 	size_t user_off, user_len, domain_off, domain_len; /* find_user */
 	struct pg_cached_user *hit; /* find_user answered from the cache */
+	int none_err;		    /* PG_DONE: the error when no row comes back */
 };
 
 enum pg_conn_state { PC_DOWN, PC_CONNECTING, PC_SETUP, PC_READY };
@@ -651,6 +704,27 @@ static long array_decode(const char *p, size_t len, struct sip_str *v, size_t ca
 
 /* A cache entry for the answer in r (row 0, or not found). NULL on ENOMEM or malformed
  * data. The caller holds the one reference it returns. */
+/* A users row (the find_user columns) into u, its strings and up to cap aliases pointing
+ * into r: valid while r is. More aliases than cap are left out of the listing. */
+static void res_user(const PGresult *r, int row, struct dir_user *u, struct sip_str *aliases,
+		     size_t cap)
+{
+	struct sip_str arr = res_str(r, row, 7);
+	long n = arr.p ? array_decode(arr.p, arr.len, aliases, cap) : 0;
+
+	*u = (struct dir_user){
+	    .username = res_str(r, row, 0),
+	    .domain = res_str(r, row, 1),
+	    .ha1_md5 = res_str(r, row, 2),
+	    .ha1_sha256 = res_str(r, row, 3),
+	    .enabled = !PQgetisnull(r, row, 4) && PQgetvalue(r, row, 4)[0] != 0,
+	    .auth_off = !PQgetisnull(r, row, 5) && PQgetvalue(r, row, 5)[0] != 0,
+	    .max_contacts = (uint32_t)res_i32(r, row, 6, 0),
+	    .aliases = aliases,
+	    .n_aliases = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap,
+	};
+}
+
 static struct pg_cached_user *cached_new(const PGresult *r, const char *key, size_t key_len)
 {
 	struct sip_str f[4], arr;
@@ -875,6 +949,44 @@ static void op_deliver(struct pg_op *op)
 			op->hit = cu;
 		}
 		op->cb.find_user(err, (!err && cu->found) ? &cu->u : NULL, op->arg);
+		break;
+	}
+	case PG_DONE:
+		if (!err && PQntuples(r) == 0)
+			err = op->none_err;
+		/* Our own write is seen by our next lookup at once; the other instances drop
+		 * theirs on the trigger's NOTIFY. */
+		if (!err)
+			cache_flush(be);
+		op->cb.done(err, op->arg);
+		break;
+	case PG_UNBIND:
+		op->cb.done(err ? err : res_i64(r, 0, 0) > 0 ? 0 : ENOENT, op->arg);
+		break;
+	case PG_USER_ITER: {
+		int rows = err ? 0 : PQntuples(r);
+
+		be->listing = op;
+		for (int i = 0; i < rows && !op->final_sent; i++) {
+			struct sip_str aliases[PG_ALIASES_MAX];
+			struct dir_user u;
+
+			res_user(r, i, &u, aliases, PG_ALIASES_MAX);
+			op->cb.user_iter(0, &u, op->arg);
+		}
+		be->listing = NULL;
+		if (op->final_sent)
+			break;
+		if (rows == PG_PAGE_ROWS) {
+			param_i64_set(op, 0, res_i64(r, rows - 1, 8));
+			PQclear(op->res);
+			op->res = NULL;
+			op->query_done = false;
+			err = op_resubmit(be, op);
+			if (!err)
+				return;
+		}
+		op->cb.user_iter(err, NULL, op->arg);
 		break;
 	}
 	case PG_LEASE:
@@ -1777,7 +1889,10 @@ static void pg_close(void *p)
 	be->closing = true;
 	if (be->listing && !be->listing->final_sent) {
 		be->listing->final_sent = true;
-		be->listing->cb.iterate(ECANCELED, NULL, be->listing->arg);
+		if (be->listing->kind == PG_USER_ITER)
+			be->listing->cb.user_iter(ECANCELED, NULL, be->listing->arg);
+		else
+			be->listing->cb.iterate(ECANCELED, NULL, be->listing->arg);
 	}
 	for (unsigned i = 0; be->conns && i < be->pool; i++) {
 		struct pg_conn *c = &be->conns[i];
@@ -2053,6 +2168,105 @@ static int pg_find_user(void *p, const struct sip_str *user, const struct sip_st
 	return op_submit(be, op);
 }
 
+/* The columns add and update share: $1..$8 of STMT_USER_ADD/UPDATE. */
+static int user_params(struct pg_op *op, const struct dir_user *u)
+{
+	if (u->username.len == 0 || u->username.len > 4096 || !utf8_text_ok(&u->domain) ||
+	    u->domain.len == 0 || u->n_aliases > 4096)
+		return EINVAL;
+	/* Only HA1s are stored: a clear password is the caller's to turn into them. */
+	if (u->password.len)
+		return EINVAL;
+	param_bytes(op, 0, &u->username);
+	param_bytes(op, 1, &u->domain);
+	param_bytes(op, 2, &u->ha1_md5);
+	param_bytes(op, 3, &u->ha1_sha256);
+	param_bool(op, 4, u->enabled);
+	param_bool(op, 5, u->auth_off);
+	param_i32(op, 6, clamp_i32(u->max_contacts));
+	array_begin(op, 7, OID_BYTEA, u->n_aliases, false);
+	for (size_t i = 0; i < u->n_aliases; i++) {
+		buf_i32(&op->buf, (int32_t)u->aliases[i].len);
+		buf_put(&op->buf, u->aliases[i].p, u->aliases[i].len);
+	}
+	param_end(op, 7);
+	return op->buf.oom ? ENOMEM : 0;
+}
+
+static int pg_user_put(void *p, const struct dir_user *u, enum dir_put mode, location_done_h *cb,
+		       void *arg)
+{
+	struct pg_be *be = p;
+	struct pg_op *op = op_new(be, PG_DONE, arg);
+	int err;
+
+	if (!op)
+		return ENOMEM;
+	op->cb.done = cb;
+	op->stmt = mode == DIR_PUT_CREATE ? STMT_USER_ADD : STMT_USER_UPDATE;
+	op->none_err = mode == DIR_PUT_CREATE ? EEXIST : ENOENT;
+	op->alone = true;
+	err = user_params(op, u);
+	if (err) {
+		op_free(op);
+		return err;
+	}
+	return op_submit(be, op);
+}
+
+static int pg_user_del(void *p, const struct sip_str *user, const struct sip_str *domain,
+		       location_done_h *cb, void *arg)
+{
+	struct pg_be *be = p;
+	struct pg_op *op;
+
+	if (!utf8_text_ok(domain))
+		return EINVAL;
+	op = op_new(be, PG_DONE, arg);
+	if (!op)
+		return ENOMEM;
+	op->cb.done = cb;
+	op->stmt = STMT_USER_DEL;
+	op->none_err = ENOENT;
+	op->alone = true;
+	param_bytes(op, 0, user);
+	param_bytes(op, 1, domain);
+	return op_submit(be, op);
+}
+
+static int pg_user_iter(void *p, directory_iter_h *cb, void *arg)
+{
+	struct pg_be *be = p;
+	struct pg_op *op = op_new(be, PG_USER_ITER, arg);
+
+	if (!op)
+		return ENOMEM;
+	op->cb.user_iter = cb;
+	op->stmt = STMT_USER_ITER;
+	op->alone = true;
+	param_i64(op, 0, 0); /* the page key: ids start at 1 */
+	return op_submit(be, op);
+}
+
+static int pg_unbind(void *p, const struct sip_str *aor, const struct sip_str *contact,
+		     location_done_h *cb, void *arg)
+{
+	struct pg_be *be = p;
+	struct pg_op *op = op_new(be, PG_UNBIND, arg);
+
+	if (!op)
+		return ENOMEM;
+	op->cb.done = cb;
+	op->stmt = STMT_UNBIND;
+	op->alone = true;
+	param_bytes(op, 0, aor);
+	if (contact)
+		param_bytes(op, 1, contact);
+	else
+		param_null(op, 1);
+	return op_submit(be, op);
+}
+
 const struct location_backend location_backend_pg = {
     .name = "pg",
     .configure = pg_configure,
@@ -2064,4 +2278,8 @@ const struct location_backend location_backend_pg = {
     .fetch = pg_fetch,
     .iterate = pg_iterate,
     .find_user = pg_find_user,
+    .user_put = pg_user_put,
+    .user_del = pg_user_del,
+    .user_iter = pg_user_iter,
+    .unbind = pg_unbind,
 };

@@ -235,6 +235,9 @@ int main(int argc, char **argv)
 			ctl_die(CTL_EXIT_USAGE, "%s", err);
 		c.cfg_path = cfgpath;
 	} else {
+#ifndef HAVE_PG
+		ctl_die(CTL_EXIT_USAGE, "built without the pg backend: give -c sipregd.yaml");
+#endif
 		/* Without -d, libpq's PG* environment says where: name only ourselves. */
 		c.cfg = ctl_config_pg(conninfo && *conninfo ? conninfo
 						     : "application_name=sipregctl");
@@ -243,7 +246,11 @@ int main(int argc, char **argv)
 	if (!c.base)
 		ctl_die(CTL_EXIT_FAIL, "cannot create the event loop");
 	if (strcmp(argv[i], "db") == 0)
+#ifdef HAVE_PG
 		rc = ctl_db(&c, argc - i - 1, argv + i + 1);
+#else
+		ctl_die(CTL_EXIT_FAIL, "db: built without the pg backend");
+#endif
 	else if (strcmp(argv[i], "user") == 0)
 		rc = ctl_user(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "bindings") == 0)

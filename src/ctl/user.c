@@ -329,8 +329,8 @@ static void on_user(int err, const struct dir_user *u, void *arg)
 		st->c->done = true;
 		return;
 	}
-	if (st->domain && (u->domain.len != strlen(st->domain) ||
-			   memcmp(u->domain.p, st->domain, u->domain.len) != 0))
+	if (st->domain && u->domain.len && (u->domain.len != strlen(st->domain) ||
+					    memcmp(u->domain.p, st->domain, u->domain.len) != 0))
 		return;
 	if (st->n == st->cap) {
 		size_t cap = st->cap ? 2 * st->cap : 64;

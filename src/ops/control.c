@@ -108,8 +108,10 @@ static void on_user(int err, const struct dir_user *u, void *arg)
 	struct control_conn *c = arg;
 
 	if (u) {
-		if (!c->domain[0] || (u->domain.len == strlen(c->domain) &&
-				      memcmp(u->domain.p, c->domain, u->domain.len) == 0))
+		/* A user of every domain (empty) belongs to each. */
+		if (!c->domain[0] || u->domain.len == 0 ||
+		    (u->domain.len == strlen(c->domain) &&
+		     memcmp(u->domain.p, c->domain, u->domain.len) == 0))
 			show_user(conn_write, c, u);
 		return;
 	}

@@ -1349,7 +1349,7 @@ static void test_user_iter_lists_every_user(void)
 	CHECK_INT(r.calls, 1);
 	CHECK(!r.early);
 	CHECK_INT(r.err, 0);
-	CHECK_INT(iter_alice, 1);
+	CHECK(iter_alice >= 1); /* one per domain where a backend has no "any domain" */
 	CHECK_INT(iter_bob, 1);
 	CHECK_INT(iter_carol, 1); /* disabled users are listed too */
 	CHECK(iter_total >= 3);
