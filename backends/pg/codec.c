@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg_priv.h"
+#include "internal.h"
 
 /* ---- parameter encoding (binary format) -------------------------------------------- */
 

@@ -5,7 +5,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg_priv.h"
+#include "internal.h"
+
+/* The backend is freed once the last callback running inside it has returned. */
+void pg_be_free(struct pg_be *be)
+{
+	if (event_initialized(&be->defer_ev))
+		event_del(&be->defer_ev);
+	if (event_initialized(&be->sweep_ev))
+		evtimer_del(&be->sweep_ev);
+	pg_cache_flush(be);
+	hmap_destroy(&be->cache);
+	free(be->scratch);
+	free(be->conns);
+	free(be->conninfo);
+	free(be);
+}
+
+static void be_enter(struct pg_be *be)
+{
+	be->busy++;
+}
+
+static void be_leave(struct pg_be *be)
+{
+	if (--be->busy == 0 && be->dead)
+		pg_be_free(be);
+}
 
 static int op_resubmit(struct pg_be *be, struct pg_op *op);
 static void conn_fail(struct pg_conn *c, int err);

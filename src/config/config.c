@@ -20,8 +20,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "config/yaml.h"
-#include "registrar/digest.h"
+#include "util/yaml.h"
+#include "util/digest.h"
 #include "sipreg/hmap.h"
 #include "sipreg/log.h"
 #include "util/netaddr.h"

@@ -9,7 +9,7 @@
 
 #include "ctl/ctl.h"
 #include "ops/show.h"
-#include "registrar/digest.h"
+#include "util/digest.h"
 
 #define CTL_MAX_ALIASES 64
 

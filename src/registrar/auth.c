@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "registrar/digest.h"
+#include "util/digest.h"
 #include "sipreg/hmap.h"
 #include "sipreg/log.h"
 #include "sip/uri.h"

@@ -9,7 +9,7 @@
 
 #include "config/config.h"
 #include "registrar/creds.h"
-#include "registrar/digest.h"
+#include "util/digest.h"
 #include "sip/msg.h"
 #include "sipreg/location.h"
 #include "sip/resp.h"

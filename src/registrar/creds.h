@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "registrar/digest.h"
+#include "util/digest.h"
 #include "sip/register.h"
 
 /* Credentials from an Authorization header; strings point into the message. */

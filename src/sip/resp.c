@@ -11,7 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "registrar/digest.h"
+#include "util/digest.h"
 
 const char sipresp_server[] = "sipreg/" SIPREG_VERSION;
 static const char resp_tail[] =

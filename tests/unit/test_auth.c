@@ -3,7 +3,7 @@
  * nonce-count replay, bans and who may register which AOR. */
 #include "registrar/auth.h"
 #include "check.h"
-#include "registrar/digest.h"
+#include "util/digest.h"
 #include "sipreg/log.h"
 #include "util/netaddr.h"
 

@@ -1,7 +1,7 @@
-/* Unit tests for src/registrar/digest.c: the RFC 2617 and RFC 7616 example vectors, RFC 2069 (no
+/* Unit tests for src/util/digest.c: the RFC 2617 and RFC 7616 example vectors, RFC 2069 (no
  * qop) responses, HMAC-SHA256 (RFC 4231) and base64url (RFC 4648). */
 #include "check.h"
-#include "registrar/digest.h"
+#include "util/digest.h"
 
 #include <errno.h>
 

@@ -1,7 +1,7 @@
 /* Digest hashes (RFC 2617 / RFC 7616), HMAC-SHA256 and base64url over OpenSSL EVP.
  * Algorithms are fetched once per process and kept: an implicit fetch on every hash costs
  * more than the hash of a short SIP string. */
-#include "registrar/digest.h"
+#include "util/digest.h"
 
 #include <ctype.h>
 #include <errno.h>

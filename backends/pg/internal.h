@@ -1,5 +1,5 @@
 /* Inside the pg backend (backends/pg/): the types and the functions its files share.
- * pg.c holds the statements and the vtable, conn.c the connections, the pipeline and the
+ * pg.c holds the vtable, stmts.c the SQL, conn.c the connections, the pipeline and the
  * batching, codec.c PostgreSQL's binary format, cache.c the directory cache. Nothing
  * outside this folder includes this. */
 #ifndef SIPREG_BACKEND_PG_PRIV_H
@@ -238,7 +238,7 @@ struct pg_be {
 	struct pg_op *listing; /* an iterate handing out a whole result's rows right now */
 };
 
-/* The prepared statements (pg.c), by enum pg_stmt. */
+/* The prepared statements (stmts.c), by enum pg_stmt. */
 extern const struct pg_stmt_def pg_stmts[STMT_N];
 extern const struct binding_set pg_empty_set;
 
@@ -285,15 +285,5 @@ void pg_be_sweep_tick(evutil_socket_t fd, short what, void *arg);
 void pg_be_free(struct pg_be *be);
 
 
-static inline void be_enter(struct pg_be *be)
-{
-	be->busy++;
-}
-
-static inline void be_leave(struct pg_be *be)
-{
-	if (--be->busy == 0 && be->dead)
-		pg_be_free(be);
-}
 
 #endif

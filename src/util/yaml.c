@@ -1,6 +1,6 @@
 /* The YAML walk every config section uses, and conf.h on top of it for the sections
  * backends own: typed values with "file:line: key.path: why" on every mistake. */
-#include "config/yaml.h"
+#include "util/yaml.h"
 
 #include <ctype.h>
 #include <errno.h>
