@@ -14,7 +14,6 @@
 #include "registrar/auth.h"
 
 #include <ctype.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -28,19 +27,11 @@
 #include "util/digest.h"
 #include "sipreg/hmap.h"
 #include "sipreg/log.h"
+#include "registrar/nonce.h"
 #include "sip/uri.h"
 #include "util/fifo_map.h"
 #include "util/netaddr.h"
 #include "util/text.h"
-
-/* Nonce layout. 16 bytes of MAC = 128 bits: forging one is out of reach. */
-#define NONCE_TS_LEN   8
-#define NONCE_SALT_LEN 8
-#define NONCE_MAC_LEN  16
-#define NONCE_RAW_LEN  (NONCE_TS_LEN + NONCE_SALT_LEN + NONCE_MAC_LEN)
-#define NONCE_B64_LEN  43 /* digest_b64url_len(32) */
-/* A nonce stamped this far in the future (another instance's clock) is still accepted. */
-#define NONCE_MAX_SKEW 60
 
 #define SECRET_MIN 16
 #define SECRET_MAX 4096
@@ -101,8 +92,7 @@ struct auth {
 	struct auth_offer offer;	   /* everyone no rule matches */
 	struct ua_rule *rules;
 	size_t n_rules;
-	uint32_t salt_prefix;
-	uint32_t salt_counter;
+	struct nonce_key nonce; /* its mac is this struct's */
 	struct nc_table nc;
 	struct fifo_map ban_ip, ban_user;
 	int64_t ban_now; /* of the add in progress, for ban_dead */
@@ -114,20 +104,6 @@ struct auth {
 static bool str_ieq(const struct sip_str *a, const char *b, size_t blen)
 {
 	return a->len == blen && (blen == 0 || strncasecmp(a->p, b, blen) == 0);
-}
-
-static void be64_put(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static uint64_t be64_get(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64toh(v);
 }
 
 /* ---- setup ------------------------------------------------------------------------ */
@@ -330,12 +306,13 @@ int auth_alloc(struct auth **ap, const struct auth_conf *conf,
 		log_err("auth: cannot key HMAC-SHA256: %s", strerror(err));
 		goto fail;
 	}
+	a->nonce.mac = a->mac;
 	OPENSSL_cleanse(a->secret, a->secret_len);
 	free(a->secret);
 	a->secret = NULL;
-	err = random_fill(&a->salt_prefix, sizeof(a->salt_prefix));
+	err = random_fill(&a->nonce.salt_prefix, sizeof(a->nonce.salt_prefix));
 	if (!err)
-		err = random_fill(&a->salt_counter, sizeof(a->salt_counter));
+		err = random_fill(&a->nonce.salt_counter, sizeof(a->nonce.salt_counter));
 	if (err)
 		goto fail;
 	err = fifo_map_init(&a->nc.map, NC_CAP, sizeof(struct nc_entry), 1024);
@@ -403,78 +380,10 @@ bool auth_required(const struct auth *a, const struct sip_str *domain)
 	return true;
 }
 
-/* ---- nonces ----------------------------------------------------------------------- */
-
-static int nonce_mac(const struct auth *a, const uint8_t *head, const struct sip_str *realm,
-		     uint8_t *mac)
-{
-	char low[REALM_MAX];
-	uint8_t full[DIGEST_HMAC_LEN];
-	struct sip_str parts[2];
-	int err;
-
-	if (realm->len > sizeof(low))
-		return EINVAL;
-	for (size_t i = 0; i < realm->len; i++)
-		low[i] = (char)tolower((unsigned char)realm->p[i]);
-	parts[0] =
-	    (struct sip_str){.p = (const char *)head, .len = NONCE_TS_LEN + NONCE_SALT_LEN};
-	parts[1] = (struct sip_str){.p = low, .len = realm->len};
-	err = digest_hmac_run(a->mac, parts, 2, full);
-	if (!err)
-		memcpy(mac, full, NONCE_MAC_LEN);
-	return err;
-}
-
-/* out: NONCE_B64_LEN + 1 bytes. */
-static int nonce_make(struct auth *a, const struct sip_str *realm, int64_t now, char *out)
-{
-	uint8_t raw[NONCE_RAW_LEN];
-	int err;
-
-	be64_put(raw, (uint64_t)now);
-	be64_put(raw + NONCE_TS_LEN, (uint64_t)a->salt_prefix << 32 | a->salt_counter++);
-	err = nonce_mac(a, raw, realm, raw + NONCE_TS_LEN + NONCE_SALT_LEN);
-	if (err)
-		return err;
-	digest_b64url_encode(raw, sizeof(raw), out);
-	return 0;
-}
-
-/* The timestamp a nonce carries (its MAC was checked by auth_nonce_check). */
-static int nonce_issued(const struct auth_creds *c, int64_t *issued)
-{
-	uint8_t raw[NONCE_RAW_LEN];
-	size_t len = 0;
-
-	if (c->nonce.len != NONCE_B64_LEN ||
-	    digest_b64url_decode(c->nonce.p, c->nonce.len, raw, sizeof(raw), &len) != 0 ||
-	    len != sizeof(raw))
-		return EINVAL;
-	*issued = (int64_t)be64_get(raw);
-	return 0;
-}
-
 enum auth_nonce_state auth_nonce_check(const struct auth *a, const struct auth_creds *c,
 				       int64_t now)
 {
-	uint8_t raw[NONCE_RAW_LEN], mac[NONCE_MAC_LEN];
-	size_t len = 0;
-	int64_t ts;
-
-	if (c->nonce.len != NONCE_B64_LEN ||
-	    digest_b64url_decode(c->nonce.p, c->nonce.len, raw, sizeof(raw), &len) != 0 ||
-	    len != sizeof(raw))
-		return AUTH_NONCE_INVALID;
-	if (nonce_mac(a, raw, &c->realm, mac) != 0 ||
-	    CRYPTO_memcmp(mac, raw + NONCE_TS_LEN + NONCE_SALT_LEN, NONCE_MAC_LEN) != 0)
-		return AUTH_NONCE_INVALID;
-	ts = (int64_t)be64_get(raw);
-	if (ts > now + NONCE_MAX_SKEW)
-		return AUTH_NONCE_INVALID;
-	if (now - ts > (int64_t)a->nonce_ttl)
-		return AUTH_NONCE_STALE;
-	return AUTH_NONCE_VALID;
+	return nonce_check(&a->nonce, &c->nonce, &c->realm, now, a->nonce_ttl);
 }
 
 /* Does hay contain needle (lower case), comparing hay case-insensitively? */
@@ -558,7 +467,7 @@ void auth_challenge(struct auth *a, struct sipresp *r, const struct sip_str *rea
 		qrealm[q++] = realm->p[i];
 	}
 	qrealm[q] = '\0';
-	err = nonce_make(a, realm, now, nonce);
+	err = nonce_make(&a->nonce, realm, now, nonce);
 	if (err) {
 		log_err("auth: cannot make a nonce: %s", strerror(err));
 		if (!r->err)
@@ -668,7 +577,7 @@ bool auth_nc_replayed(struct auth *a, const struct auth_creds *c, int64_t now)
 	/* A record the ring under pressure had to drop would let that pair be replayed; so
 	 * a nonce as old as the dropped records is treated as used (the client gets a fresh
 	 * challenge) rather than trusted. */
-	if (nonce_issued(c, &issued) != 0 || issued <= t->horizon)
+	if (nonce_issued(&c->nonce, &issued) != 0 || issued <= t->horizon)
 		return true;
 	for (struct fifo_entry *fe = fifo_map_first(&t->map, h); fe; fe = fifo_map_next(fe, h)) {
 		if (((struct nc_entry *)fe)->expires > now)

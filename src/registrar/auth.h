@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "registrar/creds.h"
+#include "registrar/nonce.h"
 #include "util/digest.h"
 #include "sip/msg.h"
 #include "sipreg/location.h"
@@ -17,7 +18,6 @@
 struct auth;
 
 
-enum auth_nonce_state { AUTH_NONCE_VALID = 0, AUTH_NONCE_STALE, AUTH_NONCE_INVALID };
 
 struct netaddr_set;
 
