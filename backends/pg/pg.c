@@ -2,9 +2,11 @@
  * every sipregd of a cluster (and read by its proxies), over asynchronous libpq.
  *
  * DESIGN: the moving parts, all on the caller's libevent loop, nothing ever blocks.
- * - Connections: a small pool (conf->pool, default 4). Each connects with
- *   PQconnectStartParams/PQconnectPoll driven by socket readiness under a timer, then enters
- *   pipeline mode, sets lock_timeout and prepares every statement (itself pipelined); only
+ * - Connections: a small pool (conf->pool, default 4). Each first looks the conninfo's
+ *   host names up with c-ares on the loop (resolve.c; libpq would call getaddrinfo and
+ *   block), then connects to the addresses (hostaddr) with
+ *   PQconnectStartParams/PQconnectPoll driven by socket readiness, all under one timer
+ *   (timeout_ms), then enters pipeline mode, sets lock_timeout and prepares every statement (itself pipelined); only
  *   then is it READY. A broken connection (read/write failure, CONNECTION_BAD, SQLSTATE class
  *   08, a timed-out query) fails the operations it carried and reconnects after a backoff
  *   (100 ms doubling to 5 s, with +-12.5 % jitter drawn from getrandom(2), logged).
