@@ -71,5 +71,6 @@ bool pg_same_store(const void *a, const void *b)
 
 	return strcmp(x->conninfo, y->conninfo) == 0 && x->pool == y->pool &&
 	       x->timeout_ms == y->timeout_ms && x->migrate == y->migrate &&
-	       strcmp(x->resolv_conf ? x->resolv_conf : "", y->resolv_conf ? y->resolv_conf : "") == 0;
+	       strcmp(x->resolv_conf ? x->resolv_conf : "",
+		      y->resolv_conf ? y->resolv_conf : "") == 0;
 }

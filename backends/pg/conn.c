@@ -560,9 +560,11 @@ static void conn_fail(struct pg_conn *c, int err)
 	pg_lookup_free(&c->lookup); /* a lookup that timed out: cancelled */
 	if (c->state == PC_READY || c->state == PC_SETUP)
 		log_warn("pg[%u]: connection lost (%s), reconnecting", c->idx, strerror(err));
+	else if (!c->logged_down && c->why[0]) /* a lookup failed: libpq never ran */
+		log_warn("pg[%u]: cannot connect: %s", c->idx, c->why);
 	else if (!c->logged_down)
 		log_warn("pg[%u]: cannot connect: %s", c->idx,
-			 c->why[0] ? c->why : c->pc ? PQerrorMessage(c->pc) : strerror(err));
+			 c->pc ? PQerrorMessage(c->pc) : strerror(err));
 	c->logged_down = true;
 	c->why[0] = '\0';
 	if (c->pc)

@@ -6,8 +6,8 @@
  *   host names up with c-ares on the loop (resolve.c; libpq would call getaddrinfo and
  *   block), then connects to the addresses (hostaddr) with
  *   PQconnectStartParams/PQconnectPoll driven by socket readiness, all under one timer
- *   (timeout_ms), then enters pipeline mode, sets lock_timeout and prepares every statement (itself pipelined); only
- *   then is it READY. A broken connection (read/write failure, CONNECTION_BAD, SQLSTATE class
+ *   (timeout_ms), then enters pipeline mode, sets lock_timeout and prepares every
+ *   statement (itself pipelined); only then is it READY. A broken connection (read/write failure, CONNECTION_BAD, SQLSTATE class
  *   08, a timed-out query) fails the operations it carried and reconnects after a backoff
  *   (100 ms doubling to 5 s, with +-12.5 % jitter drawn from getrandom(2), logged).
  * - Operations: each call copies its request into a struct pg_op (parameters already in

@@ -10,8 +10,8 @@
  * ares_process_fd(), and one timer follows ares_timeout() for c-ares' retransmissions. The
  * c-ares callbacks only record their answer: the caller hears of the result from a
  * deferred event, outside every c-ares call, so it may destroy the lookup from there. */
-#include <arpa/inet.h>
 #include <ares.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -230,8 +230,7 @@ static int list_add(char **lp, size_t *len, size_t *cap, const char *s, bool fir
 
 /* Add "host name "NAME" WHAT: REASON" to why, the name escaped (it is the operator's, but a
  * log line is one line whatever a config holds). */
-static void why_add(struct pg_lookup *l, const char *name, const char *what,
-		    const char *reason)
+static void why_add(struct pg_lookup *l, const char *name, const char *what, const char *reason)
 {
 	char esc[LOG_ESC_SIZE];
 	size_t used = strlen(l->why);
@@ -275,7 +274,8 @@ static int lookup_compose(struct pg_lookup *l)
 			const void *src;
 
 			if (a->ai_family == AF_INET)
-				src = &((const struct sockaddr_in *)(const void *)a->ai_addr)->sin_addr;
+				src = &((const struct sockaddr_in *)(const void *)a->ai_addr)
+					   ->sin_addr;
 			else if (a->ai_family == AF_INET6)
 				src = &((const struct sockaddr_in6 *)(const void *)a->ai_addr)
 					   ->sin6_addr;
@@ -469,7 +469,8 @@ const char *pg_lookup_timed_out(struct pg_lookup *l, unsigned ms)
 
 		if (!l->hosts[i].resolve || l->hosts[i].answered)
 			continue;
-		snprintf(reason, sizeof(reason), "no answer from the resolver within %u ms", ms);
+		snprintf(reason, sizeof(reason), "no answer from the resolver within %u ms",
+			 ms);
 		why_add(l, l->hosts[i].name, "unresolved", reason);
 	}
 	if (!l->why[0])
