@@ -9,6 +9,7 @@ back to the loopback address that asked."""
 import os
 import random
 import select
+import shutil
 import socket
 import struct
 import tempfile
@@ -66,6 +67,7 @@ class DnsStub:
         if self.sock:
             self.sock.close()
             self.sock = None
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def resolv_conf(self, name="resolv.conf"):
         """A resolv.conf naming this stub (and nothing else: c-ares' default timeouts)."""
