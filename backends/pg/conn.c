@@ -19,6 +19,7 @@ void pg_be_free(struct pg_be *be)
 	free(be->scratch);
 	free(be->conns);
 	free(be->conninfo);
+	free(be->resolv_conf);
 	free(be);
 }
 
@@ -583,12 +584,16 @@ static void conn_fail(struct pg_conn *c, int err)
 	pg_conn_unwatch(c);
 	evtimer_del(&c->timer);
 	event_del(&c->failev);
+	pg_lookup_free(&c->lookup); /* a lookup that timed out: cancelled */
 	if (c->state == PC_READY || c->state == PC_SETUP)
 		log_warn("pg[%u]: connection lost (%s), reconnecting", c->idx, strerror(err));
+	else if (!c->logged_down && c->why[0]) /* a lookup failed: libpq never ran */
+		log_warn("pg[%u]: cannot connect: %s", c->idx, c->why);
 	else if (!c->logged_down)
 		log_warn("pg[%u]: cannot connect: %s", c->idx,
 			 c->pc ? PQerrorMessage(c->pc) : strerror(err));
 	c->logged_down = true;
+	c->why[0] = '\0';
 	if (c->pc)
 		PQfinish(c->pc);
 	c->pc = NULL;
@@ -922,15 +927,24 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 	be_leave(be);
 }
 
-void pg_conn_start(struct pg_conn *c)
+/* Hand libpq the conninfo (and the addresses a lookup found, as hostaddr: libpq then
+ * resolves nothing itself) and start connecting. The connect timeout already runs. */
+static void conn_connect(struct pg_conn *c)
 {
 	struct pg_be *be = c->be;
-	/* Our default first: a later keyword (the operator's conninfo) overrides it. The
-	 * connect is bounded by our own timer (libpq's connect_timeout is for blocking use). */
-	const char *keys[] = {"application_name", "dbname", NULL};
-	const char *vals[] = {"sipregd", be->conninfo, NULL};
+	/* Our default first: a later keyword (the operator's conninfo) overrides it, and the
+	 * looked-up host/hostaddr/port override that in turn. The connect is bounded by our
+	 * own timer (libpq's connect_timeout is for blocking use). */
+	const char *keys[6] = {"application_name", "dbname"};
+	const char *vals[6] = {"sipregd", be->conninfo};
+	size_t n = 2;
 
+	if (c->lookup)
+		n += pg_lookup_params(c->lookup, keys + n, vals + n);
+	keys[n] = NULL;
+	vals[n] = NULL;
 	c->pc = PQconnectStartParams(keys, vals, 1);
+	pg_lookup_free(&c->lookup); /* libpq copied what it needs */
 	if (!c->pc) {
 		conn_fail(c, ENOMEM);
 		return;
@@ -940,13 +954,52 @@ void pg_conn_start(struct pg_conn *c)
 		return;
 	}
 	c->state = PC_CONNECTING;
-	conn_schedule(c, be->timeout_ms); /* the connect timeout */
 	conn_watch(c, EV_WRITE);
 	if (!c->io_on)
 		conn_fail(c, EIO);
 }
 
-/* Connecting: the connect timed out. Down: the backoff is over, try again. */
+/* The lookup is over: connect to what it found, or count it as a failed connect. */
+static void conn_resolved(int err, void *arg)
+{
+	struct pg_conn *c = arg;
+	struct pg_be *be = c->be;
+	const char *why = pg_lookup_why(c->lookup);
+
+	be_enter(be);
+	if (err) {
+		snprintf(c->why, sizeof(c->why), "%s", why[0] ? why : strerror(err));
+		pg_lookup_free(&c->lookup);
+		conn_fail(c, err);
+	} else {
+		if (why[0]) /* some names of a list did not resolve: the others may do */
+			log_info("pg[%u]: %s", c->idx, why);
+		conn_connect(c);
+	}
+	be_leave(be);
+}
+
+void pg_conn_start(struct pg_conn *c)
+{
+	struct pg_be *be = c->be;
+	int err;
+
+	c->why[0] = '\0';
+	conn_schedule(c, be->timeout_ms); /* the connect timeout: it covers the lookup too */
+	err = pg_lookup_start(&c->lookup, be->base, be->conninfo, be->resolv_conf,
+			      conn_resolved, c);
+	if (err) {
+		conn_fail(c, err);
+		return;
+	}
+	if (c->lookup) {
+		c->state = PC_RESOLVING;
+		return;
+	}
+	conn_connect(c);
+}
+
+/* Resolving or connecting: the connect timed out. Down: the backoff is over, try again. */
 void pg_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct pg_conn *c = arg;
@@ -955,10 +1008,15 @@ void pg_conn_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	be_enter(be);
-	if (c->state == PC_DOWN)
+	if (c->state == PC_DOWN) {
 		pg_conn_start(c);
-	else if (c->state == PC_CONNECTING || c->state == PC_SETUP)
+	} else if (c->state == PC_RESOLVING) {
+		snprintf(c->why, sizeof(c->why), "%s",
+			 pg_lookup_timed_out(c->lookup, be->timeout_ms));
 		conn_fail(c, ETIMEDOUT);
+	} else if (c->state == PC_CONNECTING || c->state == PC_SETUP) {
+		conn_fail(c, ETIMEDOUT);
+	}
 	be_leave(be);
 }
 

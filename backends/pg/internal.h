@@ -1,9 +1,10 @@
 /* Inside the pg backend (backends/pg/): the types and the functions its files share.
  * pg.c holds the vtable, stmts.c the SQL, conn.c the connections, the pipeline and the
- * batching, codec.c PostgreSQL's binary format, cache.c the directory cache. Nothing
+ * batching, codec.c PostgreSQL's binary format, cache.c the directory cache, resolve.c the
+ * host-name lookups before a connect. Nothing
  * outside this folder includes this. */
-#ifndef SIPREG_BACKEND_PG_PRIV_H
-#define SIPREG_BACKEND_PG_PRIV_H
+#ifndef SIPREG_BACKEND_PG_INTERNAL_H
+#define SIPREG_BACKEND_PG_INTERNAL_H
 
 #include <errno.h>
 #include <event2/event.h>
@@ -165,7 +166,11 @@ struct pg_op {
 	int none_err;		    /* PG_DONE: the error when no row comes back */
 };
 
-enum pg_conn_state { PC_DOWN, PC_CONNECTING, PC_SETUP, PC_READY };
+/* RESOLVING: the conninfo's host names are being looked up (resolve.c); the connect
+ * timeout already runs. */
+enum pg_conn_state { PC_DOWN, PC_RESOLVING, PC_CONNECTING, PC_SETUP, PC_READY };
+
+struct pg_lookup;
 
 struct pg_conn {
 	struct pg_be *be;
@@ -190,6 +195,8 @@ struct pg_conn {
 	unsigned setup_left; /* PG_SETUP ops still to complete */
 	bool want_write;
 	bool logged_down; /* say "cannot connect" once per outage */
+	struct pg_lookup *lookup; /* RESOLVING: the lookup in progress */
+	char why[512];		  /* why the connect failed, when libpq cannot say (a lookup) */
 	/* CLOCK_MONOTONIC: when the server last sent anything, or was handed work while
 	 * idle. A connection is dead when this grows old, not when one op does. */
 	int64_t progress_ns;
@@ -212,6 +219,7 @@ struct pg_cached_user {
 struct pg_be {
 	struct event_base *base;
 	char *conninfo;
+	char *resolv_conf; /* the resolver's configuration, NULL = c-ares' default */
 	unsigned timeout_ms;
 	unsigned pool;
 	struct pg_conn *conns;
@@ -283,6 +291,26 @@ void pg_be_defer_run(evutil_socket_t fd, short what, void *arg);
 void pg_defer_op(struct pg_be *be, struct pg_op *op);
 void pg_be_sweep_tick(evutil_socket_t fd, short what, void *arg);
 void pg_be_free(struct pg_be *be);
+
+/* Host-name lookups (resolve.c). done(err, arg) runs once, from the loop, never inside
+ * pg_lookup_start(); err is 0 (pg_lookup_params() has the parameters), EHOSTUNREACH (no
+ * name resolved), EIO (no resolver) or ENOMEM; pg_lookup_why() then says why (with err 0:
+ * the names of a list that did not resolve, or ""). The caller frees the lookup, from done
+ * or before it (which cancels it: done never runs). */
+typedef void(pg_lookup_h)(int err, void *arg);
+/* Start resolving the names conninfo's host= (else PGHOST) lists, through the resolver
+ * configuration at resolv_conf (NULL: /etc/resolv.conf). *lp = NULL when there is nothing
+ * to look up (no names, hostaddr given, a conninfo libpq will refuse): connect with conninfo
+ * as it is. Returns 0 or ENOMEM. */
+int pg_lookup_start(struct pg_lookup **lp, struct event_base *base, const char *conninfo,
+		    const char *resolv_conf, pg_lookup_h *done, void *arg);
+void pg_lookup_free(struct pg_lookup **lp);
+/* After done(0): the keywords and values (host, hostaddr, maybe port; at most 3, borrowed
+ * from l) to append after the conninfo so they override it. Returns their count. */
+size_t pg_lookup_params(const struct pg_lookup *l, const char **keys, const char **vals);
+const char *pg_lookup_why(const struct pg_lookup *l);
+/* The connect timeout ran out during the lookup: why, naming the names still unanswered. */
+const char *pg_lookup_timed_out(struct pg_lookup *l, unsigned ms);
 
 
 

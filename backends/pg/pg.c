@@ -2,10 +2,12 @@
  * every sipregd of a cluster (and read by its proxies), over asynchronous libpq.
  *
  * DESIGN: the moving parts, all on the caller's libevent loop, nothing ever blocks.
- * - Connections: a small pool (conf->pool, default 4). Each connects with
- *   PQconnectStartParams/PQconnectPoll driven by socket readiness under a timer, then enters
- *   pipeline mode, sets lock_timeout and prepares every statement (itself pipelined); only
- *   then is it READY. A broken connection (read/write failure, CONNECTION_BAD, SQLSTATE class
+ * - Connections: a small pool (conf->pool, default 4). Each first looks the conninfo's
+ *   host names up with c-ares on the loop (resolve.c; libpq would call getaddrinfo and
+ *   block), then connects to the addresses (hostaddr) with
+ *   PQconnectStartParams/PQconnectPoll driven by socket readiness, all under one timer
+ *   (timeout_ms), then enters pipeline mode, sets lock_timeout and prepares every
+ *   statement (itself pipelined); only then is it READY. A broken connection (read/write failure, CONNECTION_BAD, SQLSTATE class
  *   08, a timed-out query) fails the operations it carried and reconnects after a backoff
  *   (100 ms doubling to 5 s, with +-12.5 % jitter drawn from getrandom(2), logged).
  * - Operations: each call copies its request into a struct pg_op (parameters already in
@@ -47,21 +49,66 @@
 
 static void pg_close(void *p);
 
+struct migrate_wait {
+	struct event_base *base;
+	bool done;
+	int err;
+};
+
+static void migrate_resolved(int err, void *arg)
+{
+	struct migrate_wait *w = arg;
+
+	w->done = true;
+	w->err = err;
+	event_base_loopbreak(w->base);
+}
+
 /* location.migrate: bring the schema up to date before the loop runs. Synchronous on
  * purpose: it runs once at start-up, before any request is read, and the daemon must not
- * serve against a schema it does not know. Concurrency-safe like `sipregctl db migrate`
- * (the runner serialises on an advisory lock). Returns 0 or EIO. */
-static int pg_migrate_at_start(const char *conninfo)
+ * serve against a schema it does not know. Its host names go through the backend's own
+ * resolver (resolv_conf), on a loop of its own, bounded by timeout_ms like any connect.
+ * Concurrency-safe like `sipregctl db migrate` (the runner serialises on an advisory lock).
+ * Returns 0, EIO or ENOMEM. */
+static int pg_migrate_at_start(const struct pg_conf *conf, unsigned timeout_ms)
 {
-	const char *keys[] = {"application_name", "dbname", NULL};
-	const char *vals[] = {"sipregd-migrate", conninfo, NULL};
-	PGconn *mc = PQconnectdbParams(keys, vals, 1);
+	const char *keys[6] = {"application_name", "dbname"};
+	const char *vals[6] = {"sipregd-migrate", conf->conninfo};
+	struct migrate_wait w = {.base = event_base_new()};
+	struct pg_lookup *l = NULL;
+	PGconn *mc = NULL;
 	char err[512];
-	int from = 0, to = 0, rc = EIO;
+	size_t n = 2;
+	int from = 0, to = 0, rc = ENOMEM;
 
+	if (!w.base || pg_lookup_start(&l, w.base, conf->conninfo, conf->resolv_conf,
+				       migrate_resolved, &w)) {
+		log_err("pg: migrate: out of memory");
+		goto out;
+	}
+	rc = EIO;
+	if (l) {
+		struct timeval tv = {.tv_sec = timeout_ms / 1000,
+				     .tv_usec = (timeout_ms % 1000) * 1000};
+
+		event_base_loopexit(w.base, &tv);
+		event_base_dispatch(w.base);
+		if (!w.done || w.err) {
+			const char *why = !w.done ? pg_lookup_timed_out(l, timeout_ms)
+						  : pg_lookup_why(l);
+
+			log_err("pg: migrate: cannot connect: %s", why[0] ? why : strerror(w.err));
+			goto out;
+		}
+		n += pg_lookup_params(l, keys + n, vals + n);
+	}
+	keys[n] = NULL;
+	vals[n] = NULL;
+	mc = PQconnectdbParams(keys, vals, 1);
 	if (!mc) {
 		log_err("pg: migrate: out of memory");
-		return ENOMEM;
+		rc = ENOMEM;
+		goto out;
 	}
 	if (PQstatus(mc) != CONNECTION_OK) {
 		log_err("pg: migrate: cannot connect: %s", PQerrorMessage(mc));
@@ -78,6 +125,9 @@ static int pg_migrate_at_start(const char *conninfo)
 	rc = 0;
 out:
 	PQfinish(mc);
+	pg_lookup_free(&l);
+	if (w.base)
+		event_base_free(w.base);
 	return rc;
 }
 
@@ -96,7 +146,8 @@ static int pg_open(void **bep, const void *confp, struct event_base *base,
 		return EINVAL;
 	}
 	if (conf->migrate) {
-		int merr = pg_migrate_at_start(conf->conninfo);
+		int merr = pg_migrate_at_start(
+		    conf, conf->timeout_ms ? conf->timeout_ms : PG_DEFAULT_TIMEOUT_MS);
 
 		if (merr)
 			return merr;
@@ -114,8 +165,10 @@ static int pg_open(void **bep, const void *confp, struct event_base *base,
 	snprintf(be->lock_timeout_sql, sizeof(be->lock_timeout_sql), "SET lock_timeout = %u",
 		 be->timeout_ms * 3 / 4 ? be->timeout_ms * 3 / 4 : 1);
 	be->conninfo = strdup(conf->conninfo);
+	be->resolv_conf = conf->resolv_conf ? strdup(conf->resolv_conf) : NULL;
 	be->conns = calloc(be->pool, sizeof(*be->conns));
-	if (!be->conninfo || !be->conns || hmap_init(&be->cache, 64))
+	if (!be->conninfo || (conf->resolv_conf && !be->resolv_conf) || !be->conns ||
+	    hmap_init(&be->cache, 64))
 		goto fail;
 	event_assign(&be->defer_ev, base, -1, 0, pg_be_defer_run, be);
 	evtimer_assign(&be->sweep_ev, base, pg_be_sweep_tick, be);
@@ -160,6 +213,7 @@ static void pg_close(void *p)
 		pg_conn_unwatch(c);
 		evtimer_del(&c->timer);
 		event_del(&c->failev);
+		pg_lookup_free(&c->lookup); /* cancelled: its callback never runs */
 		for (;;) {
 			struct pg_op **hp = c->whead ? &c->whead : &c->head;
 
