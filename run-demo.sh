@@ -15,7 +15,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	as_root apt-get update -q
 	as_root apt-get install -y -q --no-install-recommends build-essential meson ninja-build \
-		pkg-config libosip2-dev libevent-dev libyaml-dev libxxhash-dev libssl-dev libpq-dev
+		pkg-config libosip2-dev libevent-dev libyaml-dev libxxhash-dev libssl-dev libpq-dev \
+		libc-ares-dev
 fi
 
 # The build type CI builds and tests (.ci/run).
