@@ -32,6 +32,9 @@ int conf_strings(const struct conf_section *s, const char *key, char ***vp, size
  * first error, which is returned. item is borrowed for the call. */
 typedef int(conf_item_h)(const struct conf_section *item, size_t i, void *arg);
 int conf_each(const struct conf_section *s, const char *key, conf_item_h *h, void *arg);
+/* For a mapping at key: h(sub, 0, arg) once with that mapping as a section, its error
+ * returned; nothing when absent. Anything but a mapping at key is refused. */
+int conf_map(const struct conf_section *s, const char *key, conf_item_h *h, void *arg);
 /* Number of entries of the list at key (0 when absent or not a list). */
 size_t conf_count(const struct conf_section *s, const char *key);
 

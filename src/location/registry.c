@@ -35,11 +35,17 @@ extern const struct location_backend location_backend_memory;
 #ifdef HAVE_PG
 extern const struct location_backend location_backend_pg;
 #endif
+#ifdef HAVE_LDAP
+extern const struct location_backend location_backend_ldap;
+#endif
 
 static const struct location_backend *const location_backends[] = {
     &location_backend_memory,
 #ifdef HAVE_PG
     &location_backend_pg,
+#endif
+#ifdef HAVE_LDAP
+    &location_backend_ldap,
 #endif
     NULL,
 };
@@ -48,6 +54,9 @@ static const char *const location_names[] = {
     "memory",
 #ifdef HAVE_PG
     "pg",
+#endif
+#ifdef HAVE_LDAP
+    "ldap",
 #endif
     NULL,
 };

@@ -474,6 +474,23 @@ int conf_each(const struct conf_section *s, const char *key, conf_item_h *h, voi
 	return 0;
 }
 
+int conf_map(const struct conf_section *s, const char *key, conf_item_h *h, void *arg)
+{
+	yaml_node_t *v = conf_value(s, key);
+	struct conf_section sub;
+	char got[80];
+
+	if (!v)
+		return 0;
+	sub.p = s->p;
+	sub.node = v;
+	cfg_path(sub.path, s->path, key);
+	if (v->type != YAML_MAPPING_NODE)
+		return cfg_fail(s->p, v, sub.path, "expected a mapping, %s",
+				cfg_got(v, got, sizeof(got)));
+	return h(&sub, 0, arg);
+}
+
 int conf_fail(const struct conf_section *s, const char *key, size_t index, const char *fmt, ...)
 {
 	yaml_node_t *node = s->node;

@@ -51,7 +51,7 @@ static const char fixture_users[] =
  * need a defined order; "" where it already does. */
 static const char *serial_keys(const char *backend)
 {
-	return strcmp(backend, "pg") == 0 ? "pool: 1" : "";
+	return strcmp(backend, "pg") == 0 || strcmp(backend, "ldap") == 0 ? "pool: 1" : "";
 }
 
 /* Load the suite's config for backend with extra keys (may be "") in location:. */
