@@ -70,14 +70,15 @@ const struct pg_stmt_def pg_stmts[STMT_N] = {
 		     2,
 		     {OID_BYTEA, OID_BYTEA}},
     /* Qualify state of one live binding (migration 003). $7 = 0 stores it; else it is a
-     * claim, won only while this instance ($6) stored the last state or the last state
-     * (the registration when never qualified) is older than $7: the row lock makes one
-     * of two concurrent claimants see the other's fresh qualified_at and lose. */
+     * claim, won only while this instance ($6) stored the last state (and no refresh
+     * cleared it since) or the last state (the registration when never qualified) is
+     * older than $7: the row lock makes one of two concurrent claimants see the other's
+     * fresh qualified_at and lose. */
     [STMT_QUALIFY_SET] = {"sipreg_qualify_set",
 			  "UPDATE bindings SET qualify_status = $3, qualify_rtt_us = $4 * 1000, "
 			  "qualified_at = to_timestamp($5), qualified_by = $6 "
 			  "WHERE aor = $1 AND contact_key = $2 AND expires > now() AND "
-			  "($7 = 0 OR qualified_by = $6 OR "
+			  "($7 = 0 OR (qualified_by = $6 AND qualified_at IS NOT NULL) OR "
 			  "coalesce(qualified_at, updated_at) < to_timestamp($7)) RETURNING id",
 			  7,
 			  {OID_BYTEA, OID_BYTEA, OID_TEXT, OID_INT4, OID_INT8, OID_BYTEA,
