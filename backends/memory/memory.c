@@ -59,7 +59,15 @@ struct mem_name {
 	struct mem_user *target;
 };
 
-enum mem_op_kind { MEM_APPLY, MEM_FETCH, MEM_ITERATE, MEM_FIND_USER, MEM_UNBIND, MEM_USER_ITER };
+enum mem_op_kind {
+	MEM_APPLY,
+	MEM_FETCH,
+	MEM_ITERATE,
+	MEM_FIND_USER,
+	MEM_UNBIND,
+	MEM_USER_ITER,
+	MEM_QUALIFY,
+};
 
 /* One contact of a queued apply: the binding it would store, prepared at submit. */
 struct mem_change {
@@ -75,12 +83,14 @@ struct mem_op {
 	void *arg;
 	int64_t now;
 	struct sip_str s1; /* apply, fetch, unbind: the AOR; find_user: the user part */
-	struct sip_str s2; /* apply: the Call-ID; find_user: the domain; unbind: the key */
+	struct sip_str s2; /* apply: the Call-ID; find_user: the domain; unbind, qualify: the
+			    * key */
 	uint32_t cseq;
 	uint32_t max_contacts;
 	bool wildcard;
 	struct mem_change *changes;
 	size_t n_changes;
+	struct qualify_update qu; /* qualify: the state; its strings are s1 and s2 */
 	char data[]; /* s1 and s2 */
 };
 
@@ -100,6 +110,8 @@ struct mem_be {
 
 	struct binding *scratch; /* result sets handed to callbacks */
 	size_t scratch_cap;
+
+	char *instance_id; /* qualified_by of the states this instance stores */
 
 	struct hmap names;
 	struct mem_user *users;
@@ -799,6 +811,29 @@ static int run_unbind(struct mem_be *be, const struct mem_op *op)
 	return removed ? 0 : ENOENT;
 }
 
+/* Store a qualify state on the live binding (s1, s2). The binding object is edited in
+ * place: only its qualify fields change, and no callback is reading it now. */
+static int run_qualify(struct mem_be *be, const struct mem_op *op)
+{
+	struct mem_binding *mb = binding_find(aor_find(be, &op->s1), &op->s2, op->now);
+	const struct qualify_update *u = &op->qu;
+
+	if (!mb)
+		return ENOENT;
+	if (u->claim_before) {
+		int64_t last = mb->b.qualified_at ? mb->b.qualified_at : mb->b.updated_at;
+		struct sip_str me = sip_str_c(be->instance_id);
+
+		if (!sip_str_eq(&mb->b.qualified_by, &me) && last >= u->claim_before)
+			return ENOENT;
+	}
+	mb->b.qualify = u->status;
+	mb->b.rtt_ms = u->rtt_ms;
+	mb->b.qualified_at = u->at;
+	mb->b.qualified_by = sip_str_c(be->instance_id);
+	return 0;
+}
+
 /* As run_iterate: a callback that closes the backend ends the walk through close(). */
 static void run_user_iter(struct mem_be *be, struct mem_op *op, const bool *alive)
 {
@@ -853,6 +888,9 @@ static void op_run(struct mem_be *be, struct mem_op *op, int err, const bool *al
 			op->cb.user_iter(err, NULL, op->arg);
 		else
 			run_user_iter(be, op, alive);
+		break;
+	case MEM_QUALIFY:
+		op->cb.done(err ? err : run_qualify(be, op), op->arg);
 		break;
 	}
 }
@@ -921,6 +959,7 @@ static void mem_close(void *p)
 	}
 	dir_free(be);
 	free(be->scratch);
+	free(be->instance_id);
 	free(be);
 }
 
@@ -932,7 +971,6 @@ static int mem_open(void **bep, const void *confp, struct event_base *base,
 	struct mem_be *be;
 	int err;
 
-	(void)instance_id;
 	if (!bep || !conf || !base)
 		return EINVAL;
 	*bep = NULL;
@@ -940,6 +978,11 @@ static int mem_open(void **bep, const void *confp, struct event_base *base,
 	if (!be)
 		return ENOMEM;
 	be->base = base;
+	be->instance_id = strdup(instance_id ? instance_id : "");
+	if (!be->instance_id) {
+		err = ENOMEM;
+		goto out;
+	}
 	be->wheel_pos = (int64_t)time(NULL);
 	err = hmap_init(&be->aors, 1024);
 	if (err)
@@ -1078,6 +1121,25 @@ static int mem_user_iter(void *p, directory_iter_h *cb, void *arg)
 	return op_queue(be, op);
 }
 
+static int mem_qualify_set(void *p, const struct qualify_update *u, location_done_h *cb,
+			   void *arg)
+{
+	struct mem_be *be = p;
+	struct mem_op *op;
+
+	if (be->closing)
+		return ECANCELED;
+	op = op_new(MEM_QUALIFY, arg, &u->aor, &u->key);
+	if (!op)
+		return ENOMEM;
+	op->cb.done = cb;
+	op->qu = *u;
+	op->qu.aor = op->s1;
+	op->qu.key = op->s2;
+	op->now = (int64_t)time(NULL);
+	return op_queue(be, op);
+}
+
 /* One process, one memory store: a memory directory and a memory location are one. */
 static bool mem_same_store(const void *a, const void *b)
 {
@@ -1101,4 +1163,5 @@ const struct location_backend location_backend_memory = {
     .find_user = mem_find_user,
     .user_iter = mem_user_iter,
     .unbind = mem_unbind,
+    .qualify_set = mem_qualify_set,
 };

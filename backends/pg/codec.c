@@ -213,6 +213,40 @@ void pg_res_binding(const PGresult *r, int row, const struct sip_str *aor,
 	b->source.conn_id = (uint64_t)pg_res_i64(r, row, COL_CONN_ID);
 	b->registered_by = pg_res_str(r, row, COL_REGISTERED_BY);
 	b->updated_at = pg_res_i64(r, row, COL_UPDATED_AT);
+	if (PQnfields(r) > COL_Q_BY) {
+		static const char *const names[] = {
+		    [QUALIFY_OK] = "reachable",
+		    [QUALIFY_LAGGED] = "lagged",
+		    [QUALIFY_UNREACHABLE] = "unreachable",
+		    [QUALIFY_UNMONITORED] = "unmonitored",
+		};
+
+		s = pg_res_str(r, row, COL_Q_STATUS);
+		for (size_t i = QUALIFY_OK; i < sizeof(names) / sizeof(names[0]); i++) {
+			if (s.len == strlen(names[i]) && memcmp(s.p, names[i], s.len) == 0)
+				b->qualify = (enum qualify_status)i;
+		}
+		b->rtt_ms = (uint32_t)pg_res_i32(r, row, COL_Q_RTT_MS, 0);
+		b->qualified_at = pg_res_i64(r, row, COL_Q_AT);
+		b->qualified_by = pg_res_str(r, row, COL_Q_BY);
+	}
+}
+
+/* The qualify_status column's value for s; NULL for QUALIFY_UNKNOWN (never qualified). */
+const char *pg_qualify_text(enum qualify_status s)
+{
+	switch (s) {
+	case QUALIFY_OK:
+		return "reachable";
+	case QUALIFY_LAGGED:
+		return "lagged";
+	case QUALIFY_UNREACHABLE:
+		return "unreachable";
+	case QUALIFY_UNMONITORED:
+		return "unmonitored";
+	default:
+		return NULL;
+	}
 }
 
 /* Room for n bindings in the backend's scratch array; NULL on ENOMEM. */

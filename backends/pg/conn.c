@@ -19,6 +19,7 @@ void pg_be_free(struct pg_be *be)
 	free(be->scratch);
 	free(be->conns);
 	free(be->conninfo);
+	free(be->instance_id);
 	free(be->resolv_conf);
 	free(be);
 }
@@ -202,6 +203,9 @@ void pg_op_deliver(struct pg_op *op)
 		break;
 	case PG_UNBIND:
 		op->cb.done(err ? err : pg_res_i64(r, 0, 0) > 0 ? 0 : ENOENT, op->arg);
+		break;
+	case PG_QUALIFY:
+		op->cb.done(err ? err : PQntuples(r) > 0 ? 0 : ENOENT, op->arg);
 		break;
 	case PG_USER_ITER: {
 		int rows = err ? 0 : PQntuples(r);

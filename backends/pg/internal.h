@@ -72,8 +72,13 @@ enum pg_col {
 	COL_CONN_ID,
 	COL_REGISTERED_BY,
 	COL_UPDATED_AT,
-	COL_AOR, /* iterate only */
-	COL_ID,	 /* iterate only: the page key */
+	COL_AOR, /* iterate, fetch */
+	COL_ID,	 /* iterate: the page key */
+	/* iterate, fetch (PG_QUALIFY_COLS); an apply's result has none: UNKNOWN */
+	COL_Q_STATUS,
+	COL_Q_RTT_MS,
+	COL_Q_AT,
+	COL_Q_BY,
 	COL_N_BINDING = COL_UPDATED_AT + 1,
 };
 
@@ -82,6 +87,10 @@ enum pg_col {
 	"b.q::integer, b.call_id, b.cseq, b.path, b.instance, b.reg_id, b.user_agent, "        \
 	"b.received_proto, host(b.received_ip), b.received_port, b.conn_id, "                  \
 	"b.registered_by, floor(extract(epoch FROM b.updated_at))::bigint"
+
+#define PG_QUALIFY_COLS                                                                        \
+	"b.qualify_status, b.qualify_rtt_us / 1000, "                                          \
+	"floor(extract(epoch FROM b.qualified_at))::bigint, b.qualified_by"
 
 enum pg_stmt {
 	STMT_APPLY,
@@ -94,6 +103,7 @@ enum pg_stmt {
 	STMT_USER_DEL,
 	STMT_USER_ITER,
 	STMT_UNBIND,
+	STMT_QUALIFY_SET,
 	STMT_N
 };
 
@@ -112,6 +122,7 @@ enum pg_kind {
 	PG_DONE,      /* user add/update/del: a row back, or none_err */
 	PG_USER_ITER, /* paged like PG_ITERATE */
 	PG_UNBIND,
+	PG_QUALIFY, /* a row back: stored; none: ENOENT */
 	/* internal: no caller callback */
 	PG_SETUP,     /* SET / PREPARE / LISTEN while a connection comes up */
 	PG_LEASE,     /* try to take the sweeper lease (connection 0) */
@@ -238,6 +249,7 @@ struct pg_be {
 	struct binding *scratch;
 	size_t scratch_cap;
 	char lock_timeout_sql[64];
+	char *instance_id; /* qualified_by of the qualify states this instance stores */
 	bool closing;
 	/* Event handlers running right now (a callback may close the backend under them):
 	 * close() then cancels everything but leaves the freeing to the outermost one. */
@@ -269,6 +281,7 @@ int64_t pg_res_i64(const PGresult *r, int row, int col);
 int32_t pg_res_i32(const PGresult *r, int row, int col, int32_t if_null);
 struct sip_str pg_res_str(const PGresult *r, int row, int col);
 void pg_res_binding(const PGresult *r, int row, const struct sip_str *aor, struct binding *b);
+const char *pg_qualify_text(enum qualify_status s);
 struct binding *pg_scratch_get(struct pg_be *be, size_t n);
 int pg_res_errno(const PGresult *r, bool *conn_broken);
 void pg_cached_unref(struct pg_cached_user *cu);

@@ -139,7 +139,6 @@ static int pg_open(void **bep, const void *confp, struct event_base *base,
 	struct timeval tv = {.tv_sec = 1};
 	int err = ENOMEM;
 
-	(void)instance_id; /* requests carry it (the owner column); the lease is per session */
 	if (!conf->conninfo) {
 		log_err("pg: no conninfo configured (location/directory: {backend: pg, "
 			"conninfo: \"...\"})");
@@ -165,9 +164,12 @@ static int pg_open(void **bep, const void *confp, struct event_base *base,
 	snprintf(be->lock_timeout_sql, sizeof(be->lock_timeout_sql), "SET lock_timeout = %u",
 		 be->timeout_ms * 3 / 4 ? be->timeout_ms * 3 / 4 : 1);
 	be->conninfo = strdup(conf->conninfo);
+	/* Requests carry their own registered_by; this one names the qualify states the
+	 * instance stores (the lease is per session). */
+	be->instance_id = strdup(instance_id ? instance_id : "");
 	be->resolv_conf = conf->resolv_conf ? strdup(conf->resolv_conf) : NULL;
 	be->conns = calloc(be->pool, sizeof(*be->conns));
-	if (!be->conninfo || (conf->resolv_conf && !be->resolv_conf) || !be->conns ||
+	if (!be->conninfo || !be->instance_id || (conf->resolv_conf && !be->resolv_conf) || !be->conns ||
 	    hmap_init(&be->cache, 64))
 		goto fail;
 	event_assign(&be->defer_ev, base, -1, 0, pg_be_defer_run, be);
@@ -565,6 +567,36 @@ static int pg_unbind(void *p, const struct sip_str *aor, const struct sip_str *c
 	return pg_op_submit(be, op);
 }
 
+static int pg_qualify_set(void *p, const struct qualify_update *u, location_done_h *cb,
+			  void *arg)
+{
+	struct pg_be *be = p;
+	struct pg_op *op = pg_op_new(be, PG_QUALIFY, arg);
+	const char *status = pg_qualify_text(u->status);
+	struct sip_str me = sip_str_c(be->instance_id);
+
+	if (!op)
+		return ENOMEM;
+	op->cb.done = cb;
+	op->stmt = STMT_QUALIFY_SET;
+	/* Alone: a one-row UPDATE outside the batches keeps their lock order simple. */
+	op->alone = true;
+	pg_param_bytes(op, 0, &u->aor);
+	pg_param_bytes(op, 1, &u->key);
+	if (status) {
+		struct sip_str st = sip_str_c(status);
+
+		pg_param_bytes(op, 2, &st);
+	} else {
+		pg_param_null(op, 2);
+	}
+	pg_param_i32(op, 3, pg_clamp_i32(u->rtt_ms));
+	pg_param_i64(op, 4, u->at);
+	pg_param_bytes(op, 5, &me);
+	pg_param_i64(op, 6, u->claim_before);
+	return pg_op_submit(be, op);
+}
+
 const struct location_backend location_backend_pg = {
     .name = "pg",
     .configure = pg_configure,
@@ -580,4 +612,5 @@ const struct location_backend location_backend_pg = {
     .user_del = pg_user_del,
     .user_iter = pg_user_iter,
     .unbind = pg_unbind,
+    .qualify_set = pg_qualify_set,
 };

@@ -15,14 +15,15 @@ const struct pg_stmt_def pg_stmts[STMT_N] = {
 		     OID_BYTEA, OID_BYTEA, OID_TEXT, OID_TEXT, OID_INT4, OID_INT8, OID_BYTEA,
 		     OID_INT8, OID_INT8}},
     [STMT_FETCH] = {"sipreg_fetch",
-		    "SELECT NULL::integer, " PG_BINDING_COLS " FROM bindings b "
-		    "WHERE b.aor = $1 AND b.expires > to_timestamp($2) "
+		    "SELECT NULL::integer, " PG_BINDING_COLS ", b.aor, b.id, " PG_QUALIFY_COLS
+		    " FROM bindings b WHERE b.aor = $1 AND b.expires > to_timestamp($2) "
 		    "ORDER BY coalesce(b.q, 1000) DESC, b.updated_at DESC, b.id",
 		    2,
 		    {OID_BYTEA, OID_INT8}},
     [STMT_SWEEP] = {"sipreg_sweep", "SELECT sipreg_sweep($1, $2)", 2, {OID_INT8, OID_INT4}},
     [STMT_ITERATE] = {"sipreg_iterate",
-		      "SELECT NULL::integer, " PG_BINDING_COLS ", b.aor, b.id FROM bindings b "
+		      "SELECT NULL::integer, " PG_BINDING_COLS ", b.aor, b.id, " PG_QUALIFY_COLS
+		      " FROM bindings b "
 		      "WHERE b.expires > to_timestamp($1) AND b.id > $2 ORDER BY b.id "
 		      "LIMIT 1000",
 		      2,
@@ -68,4 +69,18 @@ const struct pg_stmt_def pg_stmts[STMT_N] = {
 		     "SELECT count(*) FILTER (WHERE expires > now()) FROM x",
 		     2,
 		     {OID_BYTEA, OID_BYTEA}},
+    /* Qualify state of one live binding (migration 003). $7 = 0 stores it; else it is a
+     * claim, won only while this instance ($6) stored the last state (and no refresh
+     * cleared it since) or the last state (the registration when never qualified) is
+     * older than $7: the row lock makes one of two concurrent claimants see the other's
+     * fresh qualified_at and lose. */
+    [STMT_QUALIFY_SET] = {"sipreg_qualify_set",
+			  "UPDATE bindings SET qualify_status = $3, qualify_rtt_us = $4 * 1000, "
+			  "qualified_at = to_timestamp($5), qualified_by = $6 "
+			  "WHERE aor = $1 AND contact_key = $2 AND expires > now() AND "
+			  "($7 = 0 OR (qualified_by = $6 AND qualified_at IS NOT NULL) OR "
+			  "coalesce(qualified_at, updated_at) < to_timestamp($7)) RETURNING id",
+			  7,
+			  {OID_BYTEA, OID_BYTEA, OID_TEXT, OID_INT4, OID_INT8, OID_BYTEA,
+			   OID_INT8}},
 };

@@ -59,6 +59,21 @@ enum reg_outcome {
 	REG_TOO_MANY_CONTACTS /* result would exceed max_contacts */
 };
 
+/* What the last OPTIONS ping (RFC 3261 §11, src/ops/qualify.c) found for a binding.
+ * UNKNOWN: never qualified, or refreshed since (a REGISTER that refreshes a binding resets
+ * it: the flow may have moved); UNMONITORED: the instance that holds its flow does not
+ * ping it. */
+enum qualify_status {
+	QUALIFY_UNKNOWN = 0,
+	QUALIFY_OK,	     /* answered within qualify.maxms */
+	QUALIFY_LAGGED,	     /* answered, slower than qualify.maxms */
+	QUALIFY_UNREACHABLE, /* no answer within qualify.timeout */
+	QUALIFY_UNMONITORED,
+};
+
+/* "UNKNOWN", "OK", "LAGGED", "UNREACHABLE", "UNMONITORED". */
+const char *qualify_status_name(enum qualify_status s);
+
 /* One stored binding. All strings are borrowed from the backend for the callback. */
 struct binding {
 	struct sip_str aor;
@@ -75,6 +90,12 @@ struct binding {
 	struct sip_source source;
 	struct sip_str registered_by; /* instance_id of the sipregd that stored it */
 	int64_t updated_at;        /* unix seconds */
+	/* Qualify state (location_qualify_set); QUALIFY_UNKNOWN with the rest 0/empty when
+	 * never stored. A backend's apply result may leave it UNKNOWN (pg does). */
+	enum qualify_status qualify;
+	uint32_t rtt_ms;           /* round trip of the last answered ping */
+	int64_t qualified_at;      /* unix seconds the state was stored, 0 = never */
+	struct sip_str qualified_by; /* instance_id that stored it */
 };
 
 struct binding_set {
@@ -197,6 +218,27 @@ int directory_user_iter(struct location *loc, directory_iter_h *cb, void *arg,
 int location_unbind(struct location *loc, const struct sip_str *aor,
 		    const struct sip_str *contact, location_done_h *cb, void *arg,
 		    struct location_op **opp);
+
+/* A qualify result for one binding, location_qualify_set(). */
+struct qualify_update {
+	struct sip_str aor;
+	struct sip_str key;        /* the binding's comparison key */
+	enum qualify_status status;
+	uint32_t rtt_ms;
+	int64_t at;                /* unix seconds: becomes qualified_at */
+	/* 0: store unconditionally. Else a claim on a binding another instance registered:
+	 * store only when this instance stored the last state, or when the last state (or the
+	 * registration, if never qualified) is older than claim_before (unix seconds). Two
+	 * instances claiming the same stale binding: one wins, the other gets ENOENT. */
+	int64_t claim_before;
+};
+
+/* Store the qualify state of the live binding (u->aor, u->key), recording this instance
+ * (the instance_id given to location_open) as qualified_by; its other fields do not
+ * change. ENOENT when there is no such live binding or the claim was lost; ENOTSUP when
+ * the backend keeps no qualify state. */
+int location_qualify_set(struct location *loc, const struct qualify_update *u,
+			 location_done_h *cb, void *arg, struct location_op **opp);
 
 /* Forget a pending operation: its callback will not be called. Sets *opp to NULL. */
 void location_op_cancel(struct location_op **opp);

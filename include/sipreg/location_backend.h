@@ -60,6 +60,9 @@ struct location_backend {
 	int (*user_iter)(void *be, directory_iter_h *cb, void *arg);
 	int (*unbind)(void *be, const struct sip_str *aor, const struct sip_str *contact,
 		      location_done_h *cb, void *arg);
+	/* Qualify state, optional (NULL: ENOTSUP); see location_qualify_set. */
+	int (*qualify_set)(void *be, const struct qualify_update *u, location_done_h *cb,
+			   void *arg);
 };
 
 /* The configure() result behind lc, for a backend's own tools (sipregctl reaching the

@@ -595,6 +595,45 @@ static int cfg_control(struct cfg_parse *p, yaml_node_t *node)
 	return 0;
 }
 
+/* qualify: {interval, timeout, maxms, rate, remove_unreachable_after} (ops/qualify.c).
+ * The section present turns qualify on with the defaults for what it leaves out. */
+static int cfg_qualify(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {{.name = "interval"},
+				{.name = "timeout"},
+				{.name = "maxms"},
+				{.name = "rate"},
+				{.name = "remove_unreachable_after"}};
+	struct qualify_conf *qc = &p->cfg->qualify;
+	uint32_t *v[] = {&qc->interval, &qc->timeout, &qc->maxms, &qc->rate,
+			 &qc->remove_unreachable_after};
+	/* interval 0 turns it off; a ping needs some time to come back; a day between
+	 * pings watches nothing. */
+	const uint32_t min[] = {0, 10, 1, 1, 0};
+	const uint32_t max[] = {86400, 60000, 60000, 100000, UINT32_MAX};
+	char path[CONFIG_PATH_MAX];
+	int err;
+
+	*qc = (struct qualify_conf){.interval = 60, .timeout = 5000, .maxms = 2000, .rate = 100};
+	err = cfg_map_fields(p, node, "qualify", f, sizeof(f) / sizeof(f[0]));
+	if (err)
+		return err;
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		if (!f[i].value)
+			continue;
+		cfg_path(path, "qualify", f[i].name);
+		err = cfg_uint(p, f[i].value, path, min[i], max[i], v[i]);
+		if (err)
+			return err;
+	}
+	/* A ping must be answered or given up before the next one is due. */
+	if (qc->interval && (uint64_t)qc->timeout >= (uint64_t)qc->interval * 1000)
+		return cfg_fail(p, f[1].value ? f[1].value : f[0].value, "qualify.timeout",
+				"%" PRIu32 " ms is not below the interval (%" PRIu32 " s)",
+				qc->timeout, qc->interval);
+	return 0;
+}
+
 /* A user provisioned in domain (NULL: any) needs a secret unless auth is off there. */
 static bool cfg_secret_required(const char *domain, void *arg)
 {
@@ -770,6 +809,7 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 		F_LOG,
 		F_TRUSTED,
 		F_CONTROL,
+		F_QUALIFY,
 		F_N
 	};
 	struct cfg_field f[F_N] = {
@@ -785,6 +825,7 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 	    [F_LOG] = {.name = "log"},
 	    [F_TRUSTED] = {.name = "trusted_sources"},
 	    [F_CONTROL] = {.name = "control"},
+	    [F_QUALIFY] = {.name = "qualify"},
 	};
 	struct config *cfg = p->cfg;
 	int err;
@@ -842,6 +883,11 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 	}
 	if (f[F_TRUSTED].value) {
 		err = cfg_trusted_sources(p, f[F_TRUSTED].value);
+		if (err)
+			return err;
+	}
+	if (f[F_QUALIFY].value) {
+		err = cfg_qualify(p, f[F_QUALIFY].value);
 		if (err)
 			return err;
 	}

@@ -90,6 +90,16 @@ struct limits_conf {
 	uint32_t max_backend_delay_ms; /* 503 while the oldest backend call is older; 0: never */
 };
 
+/* qualify: OPTIONS pings of the contacts this instance holds the flow of (ops/qualify.c).
+ * interval 0 (the section absent) turns qualify off. */
+struct qualify_conf {
+	uint32_t interval;  /* seconds between pings of one contact (default 60) */
+	uint32_t timeout;   /* ms without an answer: UNREACHABLE (default 5000) */
+	uint32_t maxms;     /* ms: a slower answer is LAGGED (default 2000) */
+	uint32_t rate;      /* pings per second at most, this instance (default 100) */
+	uint32_t remove_unreachable_after; /* seconds UNREACHABLE before unbinding; 0 never */
+};
+
 struct netaddr_set;
 
 struct config {
@@ -105,6 +115,7 @@ struct config {
 	int log_level;              /* enum log_level */
 	char *instance_id;          /* default: hostname:pid */
 	char *control_socket;       /* control.socket: sipregctl's Unix socket; NULL = none */
+	struct qualify_conf qualify;
 	/* trusted_sources: SBCs and proxies, never banned (netaddr.h); owned, NULL = none. */
 	struct netaddr_set *trusted_sources;
 };

@@ -60,12 +60,19 @@ int ctl_wait(struct ctl *c, int started, const char *what);
 /* Send request to the daemon's control socket (control.socket of -c), copy the answer to
  * stdout, return 0 or die with the daemon's error. */
 int ctl_control(struct ctl *c, const char *request);
+/* The same, handing each answer line but the last (without its newline, NUL-terminated,
+ * writable) to line(); lines longer than 8191 bytes are refused. */
+int ctl_control_each(struct ctl *c, const char *request, void (*line)(char *l, void *arg),
+		     void *arg);
 
 /* The command families. argv[0] is the word after the family name. */
 int ctl_user(struct ctl *c, int argc, char **argv);
 int ctl_bindings(struct ctl *c, int argc, char **argv);
 int ctl_unbind(struct ctl *c, int argc, char **argv);
 int ctl_db(struct ctl *c, int argc, char **argv);
+/* show peers|peer, lookup (peers.c). */
+int ctl_show(struct ctl *c, int argc, char **argv);
+int ctl_lookup(struct ctl *c, int argc, char **argv);
 
 /* stdout writer for ops/show.h. */
 void ctl_write(const char *p, size_t len, void *arg);

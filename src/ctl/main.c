@@ -21,6 +21,11 @@ static const char ctl_usage[] =
     "  user list [DOMAIN]\n"
     "  bindings [USER@DOMAIN]     list live bindings (all, or of one AOR)\n"
     "  unbind USER@DOMAIN [CONTACT]  remove the AOR's bindings (all, or one contact)\n"
+    "  unregister USER@DOMAIN [CONTACT]  the same as unbind\n"
+    "  show peers [--user U] [--domain D] [--instance I] [--json]\n"
+    "                           one row per binding with its qualify status\n"
+    "  show peer USER@DOMAIN [--json]  every stored field of the AOR's bindings\n"
+    "  lookup USER@DOMAIN [--json]  the contacts a proxy gets, in the proxies' order\n"
     "  db migrate                 apply the schema migrations (pg; idempotent)\n"
     "  db status                  show the schema version and what the database holds (pg)\n"
     "\n"
@@ -98,7 +103,9 @@ int main(int argc, char **argv)
 	if (conninfo && cfgpath)
 		ctl_die(CTL_EXIT_USAGE, "give -d or -c, not both");
 	if (strcmp(argv[i], "db") != 0 && strcmp(argv[i], "user") != 0 &&
-	    strcmp(argv[i], "bindings") != 0 && strcmp(argv[i], "unbind") != 0)
+	    strcmp(argv[i], "bindings") != 0 && strcmp(argv[i], "unbind") != 0 &&
+	    strcmp(argv[i], "unregister") != 0 && strcmp(argv[i], "show") != 0 &&
+	    strcmp(argv[i], "lookup") != 0)
 		ctl_die(CTL_EXIT_USAGE, "unknown command '%s'\n%s", argv[i], ctl_usage);
 	/* The backends log through the daemon's logger: keep their chatter to warnings. */
 	log_set_level(LOG_WARN);
@@ -127,6 +134,10 @@ int main(int argc, char **argv)
 		rc = ctl_user(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "bindings") == 0)
 		rc = ctl_bindings(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "show") == 0)
+		rc = ctl_show(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "lookup") == 0)
+		rc = ctl_lookup(&c, argc - i - 1, argv + i + 1);
 	else
 		rc = ctl_unbind(&c, argc - i - 1, argv + i + 1);
 	if (c.dir == c.loc)

@@ -80,9 +80,84 @@ int ctl_wait(struct ctl *c, int started, const char *what)
 	return c->err;
 }
 
-int ctl_control(struct ctl *c, const char *request)
+/* Connect to the daemon at path and send request; dies when it cannot. */
+static int control_connect(const char *path, const char *request)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
+		ctl_die(CTL_EXIT_FAIL, "cannot reach sipregd on %s: %s", path, strerror(errno));
+	if (write(fd, request, strlen(request)) != (ssize_t)strlen(request) ||
+	    write(fd, "\n", 1) != 1)
+		ctl_die(CTL_EXIT_FAIL, "cannot send to sipregd on %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* The daemon's last line: OK returns 0, anything else dies saying why. */
+static int control_status(const char *last, const char *path)
+{
+	if (strcmp(last, "OK") == 0)
+		return 0;
+	if (strncmp(last, "ERR ", 4) == 0) {
+		const char *msg = strchr(last + 4, ' ');
+
+		ctl_die(CTL_EXIT_FAIL, "sipregd: %s", msg ? msg + 1 : last + 4);
+	}
+	ctl_die(CTL_EXIT_FAIL, "sipregd on %s closed the connection without an answer", path);
+}
+
+int ctl_control_each(struct ctl *c, const char *request, void (*line)(char *l, void *arg),
+		     void *arg)
+{
+	const char *path = c->cfg->control_socket;
+	static char buf[65536];
+	char *prev = NULL;
+	size_t have = 0, start = 0;
+	ssize_t n;
+	int fd;
+
+	if (!path)
+		ctl_die(CTL_EXIT_FAIL, "%s: the store is in sipregd's memory and the config names "
+				       "no control.socket to ask it through",
+			c->cfg_path ? c->cfg_path : "config");
+	fd = control_connect(path, request);
+	/* A line is handed on once the next one shows it was not the status line. */
+	while ((n = read(fd, buf + have, sizeof(buf) - have)) > 0) {
+		char *nl;
+
+		have += (size_t)n;
+		while ((nl = memchr(buf + start, '\n', have - start)) != NULL) {
+			*nl = '\0';
+			if (prev)
+				line(prev, arg);
+			prev = buf + start;
+			start = (size_t)(nl - buf) + 1;
+		}
+		/* Keep the pending line and the partial one; move them to the front. */
+		if (prev) {
+			size_t off = (size_t)(prev - buf);
+
+			memmove(buf, prev, have - off);
+			have -= off;
+			start -= off;
+			prev = buf;
+		} else {
+			memmove(buf, buf + start, have - start);
+			have -= start;
+			start = 0;
+		}
+		if (have == sizeof(buf))
+			ctl_die(CTL_EXIT_FAIL, "sipregd on %s sent a line too long", path);
+	}
+	close(fd);
+	return control_status(prev ? prev : "", path);
+}
+
+int ctl_control(struct ctl *c, const char *request)
+{
 	const char *path = c->cfg->control_socket;
 	char buf[8192], last[512] = "";
 	size_t have = 0;
@@ -94,13 +169,7 @@ int ctl_control(struct ctl *c, const char *request)
 			"%s: the store is in sipregd's memory and the config names no "
 			"control.socket to ask it through",
 			c->cfg_path ? c->cfg_path : "config");
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
-		ctl_die(CTL_EXIT_FAIL, "cannot reach sipregd on %s: %s", path, strerror(errno));
-	if (write(fd, request, strlen(request)) != (ssize_t)strlen(request) ||
-	    write(fd, "\n", 1) != 1)
-		ctl_die(CTL_EXIT_FAIL, "cannot send to sipregd on %s: %s", path, strerror(errno));
+	fd = control_connect(path, request);
 	/* Every line but the last goes to stdout; the last says OK or ERR. */
 	while ((n = read(fd, buf + have, sizeof(buf) - have)) > 0) {
 		char *start = buf, *nl;
@@ -126,13 +195,6 @@ int ctl_control(struct ctl *c, const char *request)
 		}
 	}
 	close(fd);
-	if (strcmp(last, "OK") == 0)
-		return 0;
-	if (strncmp(last, "ERR ", 4) == 0) {
-		const char *msg = strchr(last + 4, ' ');
-
-		ctl_die(CTL_EXIT_FAIL, "sipregd: %s", msg ? msg + 1 : last + 4);
-	}
-	ctl_die(CTL_EXIT_FAIL, "sipregd on %s closed the connection without an answer", path);
+	return control_status(last, path);
 }
 

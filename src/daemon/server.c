@@ -23,6 +23,7 @@
 #include "sipreg/log.h"
 #include "net/net.h"
 #include "ops/control.h"
+#include "ops/qualify.h"
 #include "registrar/registrar.h"
 #include "sip/msg.h"
 #include "sipreg/location.h"
@@ -51,6 +52,7 @@ struct server {
 	struct location *dir;
 	struct location *loc;
 	struct control *control; /* NULL without control.socket */
+	struct qualify *qualify; /* NULL without qualify: */
 	struct reg_pending *spare[PENDING_SPARE_MAX];
 	size_t n_spare, spare_keep;
 	/* The 503 paths run at request rate when they run at all, and so do refused
@@ -571,9 +573,14 @@ static void server_on_message(const char *buf, size_t len, const struct net_flow
 	}
 	if (err)
 		goto out;
-	/* A registrar sends no requests, so a response has no transaction to meet; ACK
-	 * only ever confirms a final response to INVITE, which we never send. */
-	if (m->is_response || m->method == SIP_M_ACK)
+	/* The only requests we send are qualify's OPTIONS: a response answers one of
+	 * them or nothing. ACK only ever confirms a final response to INVITE, which we
+	 * never send. */
+	if (m->is_response) {
+		qualify_response(srv->qualify, m);
+		goto out;
+	}
+	if (m->method == SIP_M_ACK)
 		goto out;
 
 	t = tsx_lookup(srv->tsx, m);
@@ -643,6 +650,12 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 	err = tsx_table_alloc(&srv->tsx, base, srv->net, cfg->limits.max_transactions, 0);
 	if (err)
 		goto fail;
+	if (cfg->qualify.interval) {
+		err = qualify_alloc(&srv->qualify, base, &cfg->qualify, srv->loc, srv->net,
+				    cfg->instance_id);
+		if (err)
+			goto fail;
+	}
 	if (cfg->control_socket) {
 		err = control_alloc(&srv->control, base, cfg->control_socket, srv->loc, srv->dir);
 		if (err) {
@@ -670,6 +683,7 @@ void server_free(struct server **sp)
 	/* Transactions and control requests first: their owners cancel backend operations
 	 * before the backends go away, and no response is sent on a closed transport. */
 	control_free(&srv->control);
+	qualify_free(&srv->qualify);
 	tsx_table_free(&srv->tsx);
 	net_free(&srv->net);
 	if (srv->dir == srv->loc)

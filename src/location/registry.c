@@ -530,6 +530,30 @@ int location_unbind(struct location *loc, const struct sip_str *aor,
 	return op_started(op, loc->ops->unbind(loc->be, aor, contact, done_done, op), opp);
 }
 
+int location_qualify_set(struct location *loc, const struct qualify_update *u,
+			 location_done_h *cb, void *arg, struct location_op **opp)
+{
+	struct location_op *op;
+	int err;
+
+	if (loc && !loc->ops->qualify_set)
+		return ENOTSUP;
+	err = op_begin(loc, u && cb && u->status <= QUALIFY_UNMONITORED, arg, opp, &op);
+	if (err)
+		return err;
+	op->cb.done = cb;
+	op->background = true;
+	return op_started(op, loc->ops->qualify_set(loc->be, u, done_done, op), opp);
+}
+
+const char *qualify_status_name(enum qualify_status s)
+{
+	static const char *const names[] = {"UNKNOWN", "OK", "LAGGED", "UNREACHABLE",
+					    "UNMONITORED"};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "UNKNOWN";
+}
+
 void location_op_cancel(struct location_op **opp)
 {
 	if (!opp || !*opp)

@@ -9,6 +9,7 @@
 
 #include "sipreg/log.h"
 #include "net/net_priv.h"
+#include "net/sock.h"
 #include "net/tcp.h"
 #include "net/udp.h"
 
@@ -158,4 +159,95 @@ void net_stats_get(const struct net *n, struct net_stats *st)
 uint16_t net_listen_port(const struct net *n, size_t i)
 {
 	return i < n->n_listen ? n->ports[i] : 0;
+}
+
+/* The local address of fd as text; for a wildcard bind, the address the kernel would send
+ * from to peer (a connected UDP socket learns it without sending anything). */
+static int net_local_addr(int fd, const struct sockaddr_storage *peer, socklen_t peer_len,
+			  char *local, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	bool any;
+	int probe;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return errno;
+	any = ss.ss_family == AF_INET6
+		  ? IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr)
+		  : ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (any) {
+		probe = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		sl = sizeof(ss);
+		if (probe < 0)
+			return errno;
+		if (connect(probe, (const struct sockaddr *)peer, peer_len) != 0 ||
+		    getsockname(probe, (struct sockaddr *)&ss, &sl) != 0) {
+			int err = errno;
+
+			close(probe);
+			return err;
+		}
+		close(probe);
+	}
+	if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, local, (socklen_t)len);
+	else
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, local, (socklen_t)len);
+	return 0;
+}
+
+int net_flow_to(struct net *n, const struct sip_source *dst, struct net_flow *flow,
+		char *local, size_t local_len, uint16_t *local_port)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl;
+	bool v6;
+	int fd, err;
+
+	if (!n || !dst || !flow || !local)
+		return EINVAL;
+	memset(flow, 0, sizeof(*flow));
+	flow->udp_fd = -1;
+	if (dst->proto == SIP_PROTO_TCP) {
+		err = net_tcp_conn_flow(n, dst->conn_id, flow, &fd);
+		if (err)
+			return err;
+		*local_port = flow->local_port;
+		return net_local_addr(fd, &flow->peer, flow->peer_len, local, local_len);
+	}
+	if (dst->proto != SIP_PROTO_UDP)
+		return EAFNOSUPPORT;
+	v6 = strchr(dst->ip, ':') != NULL;
+	if (v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(dst->port);
+		if (inet_pton(AF_INET6, dst->ip, &s6->sin6_addr) != 1)
+			return EINVAL;
+		sl = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(dst->port);
+		if (inet_pton(AF_INET, dst->ip, &s4->sin_addr) != 1)
+			return EINVAL;
+		sl = sizeof(*s4);
+	}
+	for (size_t i = 0; i < n->n_listen; i++) {
+		struct sockaddr_storage bound;
+		socklen_t bl = sizeof(bound);
+
+		if (!n->udp[i] || getsockname(n->udp[i]->fd, (struct sockaddr *)&bound, &bl) != 0 ||
+		    bound.ss_family != ss.ss_family)
+			continue;
+		net_flow_set_peer(flow, SIP_PROTO_UDP, (const struct sockaddr *)&ss, sl);
+		flow->udp_fd = n->udp[i]->fd;
+		flow->local_port = n->udp[i]->port;
+		*local_port = n->udp[i]->port;
+		return net_local_addr(n->udp[i]->fd, &ss, sl, local, local_len);
+	}
+	return EAFNOSUPPORT;
 }

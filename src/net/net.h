@@ -40,6 +40,15 @@ void net_free(struct net **np);
 int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const char *buf,
 	     size_t len);
 
+/* A request of our own (qualify's OPTIONS) to dst, a flow a binding recorded: for UDP,
+ * from the first UDP listener of dst's address family to dst's address and port; for TCP,
+ * on connection dst->conn_id, which must still be open in this process (ENOTCONN when it
+ * is not: another instance's, or closed). Fills *flow for net_send (port 0) and local
+ * (the address our Via names, numeric, no brackets) with *local_port. Returns 0, ENOTCONN,
+ * EAFNOSUPPORT (no listener of that kind) or EINVAL. */
+int net_flow_to(struct net *n, const struct sip_source *dst, struct net_flow *flow,
+		char *local, size_t local_len, uint16_t *local_port);
+
 /* Counters for logs and benchmarks. rx_dropped: oversize datagrams and TCP streams
  * closed for an oversize or unframeable message; tx_dropped: sends that failed (full
  * socket buffer, closed connection); tcp_conns: connections open now;

@@ -740,3 +740,14 @@ int net_tcp_send(struct net *n, const struct net_flow *flow, const char *buf, si
 	n->stats.tx_msgs++;
 	return 0;
 }
+
+int net_tcp_conn_flow(struct net *n, uint64_t id, struct net_flow *flow, int *fdp)
+{
+	struct net_conn *c = conn_find(n, id);
+
+	if (!c || c->closing)
+		return ENOTCONN;
+	*flow = c->flow;
+	*fdp = c->fd;
+	return 0;
+}

@@ -9,5 +9,7 @@ void net_tcp_close(struct net_tcp_listener **lp);
 /* Close every connection (net_free). */
 void net_tcp_close_all(struct net *n);
 int net_tcp_send(struct net *n, const struct net_flow *flow, const char *buf, size_t len);
+/* The flow and socket of open connection id; ENOTCONN when there is none. */
+int net_tcp_conn_flow(struct net *n, uint64_t id, struct net_flow *flow, int *fdp);
 
 #endif

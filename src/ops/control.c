@@ -127,6 +127,39 @@ static void on_unbind(int err, void *arg)
 	conn_finish(c, err, err == ENOENT ? "no such binding" : NULL);
 }
 
+static void on_dump_binding(int err, const struct binding *b, void *arg)
+{
+	struct control_conn *c = arg;
+
+	if (b) {
+		show_binding_record(conn_write, c, b);
+		return;
+	}
+	conn_finish(c, err, NULL);
+}
+
+static void on_dump_fetch(int err, const struct binding_set *set, void *arg)
+{
+	struct control_conn *c = arg;
+
+	for (size_t i = 0; !err && i < set->n; i++)
+		show_binding_record(conn_write, c, &set->v[i]);
+	conn_finish(c, err, NULL);
+}
+
+/* "dump [AOR]": every stored field of the live bindings (all, or of one AOR) as records
+ * sipregctl reads back (show peers, show peer, lookup). */
+static int conn_dump(struct control_conn *c, char **w, size_t n)
+{
+	struct sip_str a;
+
+	if (n == 2) {
+		a = sip_str_c(w[1]);
+		return location_fetch(c->ctl->loc, &a, c->now, on_dump_fetch, c, &c->op);
+	}
+	return location_iterate(c->ctl->loc, c->now, on_dump_binding, c, &c->op);
+}
+
 /* Split line into at most max words at single spaces; every byte must be printable
  * ASCII (sipregctl sends canonical, escaped AORs and keys). */
 static size_t words(char *line, char **w, size_t max)
@@ -157,7 +190,7 @@ static void conn_request(struct control_conn *c, char *line)
 
 	c->now = (int64_t)time(NULL);
 	if (n == (size_t)-1 || n == 0) {
-		conn_finish(c, EINVAL, "want: bindings [AOR] | unbind AOR [KEY] | users [DOMAIN]");
+		conn_finish(c, EINVAL, "want: bindings [AOR] | dump [AOR] | unbind AOR [KEY] | users [DOMAIN]");
 		return;
 	}
 	log_info("control: %s", w[0]);
@@ -173,11 +206,13 @@ static void conn_request(struct control_conn *c, char *line)
 		a = sip_str_c(w[1]);
 		k = sip_str_c(n == 3 ? w[2] : "");
 		err = location_unbind(ctl->loc, &a, n == 3 ? &k : NULL, on_unbind, c, &c->op);
+	} else if (strcmp(w[0], "dump") == 0 && n <= 2) {
+		err = conn_dump(c, w, n);
 	} else if (strcmp(w[0], "users") == 0 && n <= 2) {
 		snprintf(c->domain, sizeof(c->domain), "%s", n == 2 ? w[1] : "");
 		err = directory_user_iter(ctl->dir, on_user, c, &c->op);
 	} else {
-		conn_finish(c, EINVAL, "want: bindings [AOR] | unbind AOR [KEY] | users [DOMAIN]");
+		conn_finish(c, EINVAL, "want: bindings [AOR] | dump [AOR] | unbind AOR [KEY] | users [DOMAIN]");
 		return;
 	}
 	if (err)

@@ -1,6 +1,7 @@
 /* The daemon's control socket (control.c): a Unix stream socket on which sipregctl asks
  * a running sipregd about what only it can see, its in-process store (memory backend).
- * One request line per connection ("bindings [AOR]", "unbind AOR [KEY]", "users [DOMAIN]"), the
+ * One request line per connection ("bindings [AOR]", "dump [AOR]", "unbind AOR [KEY]",
+ * "users [DOMAIN]"), the
  * answer as show.c lines, then "OK" or "ERR <errno name> <message>", then close. */
 #ifndef SIPREG_OPS_CONTROL_H
 #define SIPREG_OPS_CONTROL_H

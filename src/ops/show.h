@@ -19,6 +19,14 @@ void show_binding(show_write_h *w, void *arg, const struct binding *b, int64_t n
  * \taliases:a,b" (no secret is ever shown). */
 void show_user(show_write_h *w, void *arg, const struct dir_user *u);
 
+/* Every stored field of b as one line of space-separated words, for a program to read
+ * back with show_record_parse() (sipregctl reading the control socket): each byte string
+ * %XX-escaped (every byte outside '!'..'~', and '%'), an empty one as "-". */
+void show_binding_record(show_write_h *w, void *arg, const struct binding *b);
+/* Parse such a line in place into *b, whose strings then point into line. Returns 0 or
+ * EINVAL. */
+int show_record_parse(char *line, struct binding *b);
+
 /* A canonical (escaped) user part as the directory keys it: printable bytes as they are,
  * others as %XX. */
 void show_user_part(show_write_h *w, void *arg, const char *p, size_t len);

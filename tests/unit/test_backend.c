@@ -113,6 +113,10 @@ struct str_copy {
 
 struct binding_copy {
 	struct str_copy aor, contact, key, call_id, path, instance, user_agent, registered_by;
+	struct str_copy qualified_by;
+	enum qualify_status qualify;
+	uint32_t rtt_ms;
+	int64_t qualified_at;
 	int64_t expires_at, updated_at;
 	int16_t q;
 	uint32_t cseq, reg_id;
@@ -140,6 +144,10 @@ static void binding_copy(struct binding_copy *d, const struct binding *b)
 	str_copy(&d->instance, &b->instance);
 	str_copy(&d->user_agent, &b->user_agent);
 	str_copy(&d->registered_by, &b->registered_by);
+	str_copy(&d->qualified_by, &b->qualified_by);
+	d->qualify = b->qualify;
+	d->rtt_ms = b->rtt_ms;
+	d->qualified_at = b->qualified_at;
 	d->expires_at = b->expires_at;
 	d->updated_at = b->updated_at;
 	d->q = b->q;
@@ -158,6 +166,7 @@ static void binding_copy_free(struct binding_copy *d)
 	free(d->instance.p);
 	free(d->user_agent.p);
 	free(d->registered_by.p);
+	free(d->qualified_by.p);
 }
 
 /* What one operation's callback(s) delivered. */
@@ -1339,6 +1348,166 @@ static void test_unbind_removes_one_contact_or_all(void)
 	result_clear(&r);
 }
 
+static int run_qualify(struct location *l, const struct qualify_update *u, struct result *r)
+{
+	result_clear(r);
+	in_call = true;
+	return run_wait(location_qualify_set(l, u, on_done, r, NULL), r, "qualify_set");
+}
+
+static struct qualify_update qualify_update(struct sip_str aor, const char *key,
+					    enum qualify_status st, uint32_t rtt, int64_t at)
+{
+	return (struct qualify_update){.aor = aor, .key = sip_str_c(key), .status = st,
+				       .rtt_ms = rtt, .at = at};
+}
+
+static void test_qualify_state_is_stored_and_listed(void)
+{
+	char buf[128];
+	struct sip_str aor = test_aor(buf, sizeof(buf), "qualify");
+	struct reg_change ch[2] = {change("sip:a@192.0.2.1", 3600), change("sip:b@192.0.2.2", 3600)};
+	struct reg_request req = request(aor, "cid-qualify", 7, ch, 2, t_now);
+	struct qualify_update u = qualify_update(aor, "sip:a@192.0.2.1", QUALIFY_OK, 12, t_now + 1);
+	const struct binding_copy *a, *b;
+	struct result r = {0};
+
+	APPLY_OK(&req, &r, 2);
+	CHECK_INT(run_fetch(aor, t_now, &r), 0);
+	for (size_t i = 0; i < r.n; i++) {
+		CHECK_INT(r.v[i].qualify, QUALIFY_UNKNOWN);
+		CHECK_INT(r.v[i].qualified_at, 0);
+	}
+	CHECK_INT(run_qualify(loc, &u, &r), 0);
+	CHECK_INT(r.calls, 1);
+	CHECK(!r.early);
+	CHECK_INT(r.err, 0);
+	CHECK_INT(run_fetch(aor, t_now, &r), 0);
+	CHECK_INT(r.n, 2);
+	a = find_contact(&r, "sip:a@192.0.2.1");
+	b = find_contact(&r, "sip:b@192.0.2.2");
+	CHECK(a && b);
+	if (a && b) {
+		CHECK_INT(a->qualify, QUALIFY_OK);
+		CHECK_INT(a->rtt_ms, 12);
+		CHECK_INT(a->qualified_at, t_now + 1);
+		CHECK(a->qualified_by.len == strlen(cfg->instance_id) &&
+		      memcmp(a->qualified_by.p, cfg->instance_id, a->qualified_by.len) == 0);
+		/* Nothing else of the binding moved. */
+		CHECK_INT(a->cseq, 7);
+		CHECK_INT(a->expires_at, t_now + 3600);
+		CHECK_INT(a->updated_at, t_now);
+		CHECK_INT(b->qualify, QUALIFY_UNKNOWN);
+	}
+	u = qualify_update(aor, "sip:b@192.0.2.2", QUALIFY_UNREACHABLE, 0, t_now + 2);
+	CHECK_INT(run_qualify(loc, &u, &r), 0);
+	CHECK_INT(r.err, 0);
+	u = qualify_update(aor, "sip:a@192.0.2.1", QUALIFY_LAGGED, 900, t_now + 3);
+	CHECK_INT(run_qualify(loc, &u, &r), 0);
+	CHECK_INT(r.err, 0);
+	/* A listing shows the same state as a fetch. */
+	CHECK_INT(run_iterate(buf, t_now, &r), 0);
+	CHECK_INT(r.n, 2);
+	a = find_contact(&r, "sip:a@192.0.2.1");
+	b = find_contact(&r, "sip:b@192.0.2.2");
+	CHECK(a && b);
+	if (a && b) {
+		CHECK_INT(a->qualify, QUALIFY_LAGGED);
+		CHECK_INT(a->rtt_ms, 900);
+		CHECK_INT(b->qualify, QUALIFY_UNREACHABLE);
+		CHECK_INT(b->qualified_at, t_now + 2);
+	}
+	result_clear(&r);
+}
+
+static void test_qualify_unknown_binding_is_enoent(void)
+{
+	char buf[128];
+	struct sip_str aor = test_aor(buf, sizeof(buf), "qualify-none");
+	struct qualify_update u = qualify_update(aor, "sip:a@192.0.2.1", QUALIFY_OK, 1, t_now);
+	struct result r = {0};
+
+	CHECK_INT(run_qualify(loc, &u, &r), 0);
+	CHECK_INT(r.calls, 1);
+	CHECK_INT(r.err, ENOENT);
+	result_clear(&r);
+}
+
+static void test_refresh_resets_qualify_state(void)
+{
+	char buf[128];
+	struct sip_str aor = test_aor(buf, sizeof(buf), "qualify-refresh");
+	struct reg_change ch = change("sip:a@192.0.2.1", 3600);
+	struct reg_request req = request(aor, "cid-qr", 1, &ch, 1, t_now);
+	struct qualify_update u = qualify_update(aor, "sip:a@192.0.2.1", QUALIFY_OK, 5, t_now);
+	struct result r = {0};
+
+	APPLY_OK(&req, &r, 1);
+	CHECK_INT(run_qualify(loc, &u, &r), 0);
+	CHECK_INT(r.err, 0);
+	req.cseq = 2;
+	req.now = t_now + 1;
+	APPLY_OK(&req, &r, 1);
+	CHECK_INT(run_fetch(aor, t_now + 1, &r), 0);
+	CHECK_INT(r.n, 1);
+	if (r.n == 1) {
+		CHECK_INT(r.v[0].qualify, QUALIFY_UNKNOWN);
+		CHECK_INT(r.v[0].qualified_at, 0);
+	}
+	result_clear(&r);
+}
+
+/* A binding another instance registered is claimed only once nobody stored a state for it
+ * since claim_before; then the claimant keeps it, and a second claimant loses. */
+static void test_qualify_claim_only_when_stale(void)
+{
+	char buf[128];
+	struct sip_str aor = test_aor(buf, sizeof(buf), "qualify-claim");
+	struct reg_change ch = change("sip:a@192.0.2.1", 3600);
+	struct reg_request req = request(aor, "cid-qc", 1, &ch, 1, t_now - 100);
+	struct qualify_update u = qualify_update(aor, "sip:a@192.0.2.1", QUALIFY_OK, 5, t_now);
+	struct location *other = NULL;
+	struct result r = {0};
+
+	req.instance_id = SIP_STR_LIT("conf-gone-instance");
+	req.changes = &ch;
+	ch.expires = 3700;
+	APPLY_OK(&req, &r, 1);
+	/* Registered at t_now - 100: not stale before t_now - 200. */
+	u.claim_before = t_now - 200;
+	CHECK_INT(run_qualify(loc, &u, &r), 0);
+	CHECK_INT(r.err, ENOENT);
+	u.claim_before = t_now - 50;
+	CHECK_INT(run_qualify(loc, &u, &r), 0);
+	CHECK_INT(r.err, 0);
+	/* Ours now: stored again whatever claim_before says. */
+	u.claim_before = t_now - 1000;
+	u.at = t_now + 1;
+	CHECK_INT(run_qualify(loc, &u, &r), 0);
+	CHECK_INT(r.err, 0);
+	if (location_conf_in_process(cfg->location)) {
+		result_clear(&r);
+		return; /* one process, one store: there is no other instance to lose to */
+	}
+	CHECK_INT(location_open(&other, cfg->location, base, "conf-other-instance"), 0);
+	if (other) {
+		u.claim_before = t_now; /* our state (t_now + 1) is fresher */
+		CHECK_INT(run_qualify(other, &u, &r), 0);
+		CHECK_INT(r.err, ENOENT);
+		u.claim_before = t_now + 2;
+		u.at = t_now + 2;
+		CHECK_INT(run_qualify(other, &u, &r), 0);
+		CHECK_INT(r.err, 0);
+		CHECK_INT(run_fetch(aor, t_now, &r), 0);
+		CHECK_INT(r.n, 1);
+		if (r.n == 1)
+			CHECK_MEM(r.v[0].qualified_by.p, r.v[0].qualified_by.len,
+				  "conf-other-instance");
+		location_close(&other);
+	}
+	result_clear(&r);
+}
+
 static void test_user_iter_lists_every_user(void)
 {
 	struct result r = {0};
@@ -1482,6 +1651,10 @@ int main(int argc, char **argv)
 	RUN(test_find_unknown_user_is_null);
 	RUN(test_find_disabled_user_reports_enabled_false);
 	RUN(test_unbind_removes_one_contact_or_all);
+	RUN(test_qualify_state_is_stored_and_listed);
+	RUN(test_qualify_unknown_binding_is_enoent);
+	RUN(test_refresh_resets_qualify_state);
+	RUN(test_qualify_claim_only_when_stale);
 	RUN(test_user_iter_lists_every_user);
 	RUN(test_user_put_and_del);
 

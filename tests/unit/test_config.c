@@ -319,6 +319,29 @@ static void test_partial_sections_keep_other_defaults(void)
 	config_free(&cfg);
 }
 
+static void test_qualify_section_turns_qualify_on_with_defaults(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, ""), 0);
+	if (cfg)
+		CHECK_INT(cfg->qualify.interval, 0);
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "qualify: {interval: 30, maxms: 500}\n"), 0);
+	if (cfg) {
+		CHECK_INT(cfg->qualify.interval, 30);
+		CHECK_INT(cfg->qualify.maxms, 500);
+		CHECK_INT(cfg->qualify.timeout, 5000);
+		CHECK_INT(cfg->qualify.rate, 100);
+		CHECK_INT(cfg->qualify.remove_unreachable_after, 0);
+	}
+	config_free(&cfg);
+	check_refused("qualify: {interval: 2, timeout: 2000}\n", 1, "qualify.timeout",
+		      "not below the interval", __LINE__);
+	check_refused("qualify: {rate: 0}\n", 1, "qualify.rate", NULL, __LINE__);
+	check_refused("qualify: {pings: 3}\n", 1, "", "pings", __LINE__);
+}
+
 static void test_auth_off_scalar_disables_auth(void)
 {
 	struct config *cfg = NULL;
@@ -773,6 +796,7 @@ int main(void)
 	RUN(test_full_example_sets_every_field);
 	RUN(test_empty_config_gets_every_default);
 	RUN(test_partial_sections_keep_other_defaults);
+	RUN(test_qualify_section_turns_qualify_on_with_defaults);
 	RUN(test_auth_off_scalar_disables_auth);
 	RUN(test_quoted_boolean_words_keep_their_meaning);
 	RUN(test_user_auth_off_needs_no_secret);
