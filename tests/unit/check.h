@@ -59,6 +59,15 @@ static int check_n, check_failed, check_case_failed;
 		fflush(stdout);                                                            \
 	} while (0)
 
+/* A case the subject under test does not take part in (an optional operation it lacks):
+ * reported as a TAP skip with the reason. */
+#define RUN_SKIP(fn, why)                                                                  \
+	do {                                                                               \
+		check_n++;                                                                 \
+		printf("ok %d - %s # SKIP %s\n", check_n, #fn, why);                        \
+		fflush(stdout);                                                            \
+	} while (0)
+
 #define CHECK_DONE()                                                                       \
 	do {                                                                               \
 		printf("1..%d\n", check_n);                                                \
