@@ -198,6 +198,11 @@ int location_unbind(struct location *loc, const struct sip_str *aor,
 		    const struct sip_str *contact, location_done_h *cb, void *arg,
 		    struct location_op **opp);
 
+/* SIGHUP: hand loc what may change at run time in a freshly parsed section of its
+ * backend (the memory directory: its users), applied at once. EINVAL when conf names
+ * another backend, ENOTSUP when the backend reloads nothing (pg: it reads the database). */
+int location_reload(struct location *loc, const struct location_conf *conf);
+
 /* Forget a pending operation: its callback will not be called. Sets *opp to NULL. */
 void location_op_cancel(struct location_op **opp);
 

@@ -60,12 +60,19 @@ int ctl_wait(struct ctl *c, int started, const char *what);
 /* Send request to the daemon's control socket (control.socket of -c), copy the answer to
  * stdout, return 0 or die with the daemon's error. */
 int ctl_control(struct ctl *c, const char *request);
+/* The same, handing each answer line (NUL-terminated, without its LF; a line longer than
+ * 8 KiB comes in pieces) to lineh instead of stdout. */
+typedef void(ctl_line_h)(const char *line, void *arg);
+int ctl_control_each(struct ctl *c, const char *request, ctl_line_h *lineh, void *arg);
 
 /* The command families. argv[0] is the word after the family name. */
 int ctl_user(struct ctl *c, int argc, char **argv);
 int ctl_bindings(struct ctl *c, int argc, char **argv);
 int ctl_unbind(struct ctl *c, int argc, char **argv);
 int ctl_db(struct ctl *c, int argc, char **argv);
+/* The running daemon's own state, always through its control socket (ops.c). */
+int ctl_debug(struct ctl *c, int argc, char **argv);
+int ctl_stats(struct ctl *c, int argc, char **argv);
 
 /* stdout writer for ops/show.h. */
 void ctl_write(const char *p, size_t len, void *arg);

@@ -23,6 +23,9 @@ static const char ctl_usage[] =
     "  unbind USER@DOMAIN [CONTACT]  remove the AOR's bindings (all, or one contact)\n"
     "  db migrate                 apply the schema migrations (pg; idempotent)\n"
     "  db status                  show the schema version and what the database holds (pg)\n"
+    "  debug ip ADDR [on|off]     the running sipregd logs every SIP message from/to ADDR\n"
+    "  debug list                 the addresses it traces\n"
+    "  stats [--json]             the running sipregd's counters\n"
     "\n"
     "-c reads the directory: (user) and location: (bindings, unbind, db) sections of a\n"
     "sipregd config and works through whichever backend they name; with an in-process\n"
@@ -98,7 +101,8 @@ int main(int argc, char **argv)
 	if (conninfo && cfgpath)
 		ctl_die(CTL_EXIT_USAGE, "give -d or -c, not both");
 	if (strcmp(argv[i], "db") != 0 && strcmp(argv[i], "user") != 0 &&
-	    strcmp(argv[i], "bindings") != 0 && strcmp(argv[i], "unbind") != 0)
+	    strcmp(argv[i], "bindings") != 0 && strcmp(argv[i], "unbind") != 0 &&
+	    strcmp(argv[i], "debug") != 0 && strcmp(argv[i], "stats") != 0)
 		ctl_die(CTL_EXIT_USAGE, "unknown command '%s'\n%s", argv[i], ctl_usage);
 	/* The backends log through the daemon's logger: keep their chatter to warnings. */
 	log_set_level(LOG_WARN);
@@ -127,6 +131,10 @@ int main(int argc, char **argv)
 		rc = ctl_user(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "bindings") == 0)
 		rc = ctl_bindings(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "debug") == 0)
+		rc = ctl_debug(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "stats") == 0)
+		rc = ctl_stats(&c, argc - i - 1, argv + i + 1);
 	else
 		rc = ctl_unbind(&c, argc - i - 1, argv + i + 1);
 	if (c.dir == c.loc)

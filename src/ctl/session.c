@@ -80,11 +80,11 @@ int ctl_wait(struct ctl *c, int started, const char *what)
 	return c->err;
 }
 
-int ctl_control(struct ctl *c, const char *request)
+int ctl_control_each(struct ctl *c, const char *request, ctl_line_h *lineh, void *arg)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	const char *path = c->cfg->control_socket;
-	char buf[8192], last[512] = "";
+	char buf[8192 + 1], last[512] = ""; /* + 1: room for a NUL */
 	size_t have = 0;
 	ssize_t n;
 	int fd;
@@ -102,7 +102,7 @@ int ctl_control(struct ctl *c, const char *request)
 	    write(fd, "\n", 1) != 1)
 		ctl_die(CTL_EXIT_FAIL, "cannot send to sipregd on %s: %s", path, strerror(errno));
 	/* Every line but the last goes to stdout; the last says OK or ERR. */
-	while ((n = read(fd, buf + have, sizeof(buf) - have)) > 0) {
+	while ((n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0) {
 		char *start = buf, *nl;
 
 		have += (size_t)n;
@@ -110,18 +110,20 @@ int ctl_control(struct ctl *c, const char *request)
 			size_t len = (size_t)(nl - start);
 
 			if (last[0])
-				printf("%s\n", last);
+				lineh(last, arg);
 			snprintf(last, sizeof(last), "%.*s", (int)len, start);
 			if (len >= sizeof(last)) { /* a long line is data, never the status */
-				fwrite(start, 1, len + 1, stdout);
+				*nl = '\0';
+				lineh(start, arg);
 				last[0] = '\0';
 			}
 			start = nl + 1;
 		}
 		have -= (size_t)(start - buf);
 		memmove(buf, start, have);
-		if (have == sizeof(buf)) { /* a line longer than the buffer: pass it on */
-			fwrite(buf, 1, have, stdout);
+		if (have == sizeof(buf) - 1) { /* a line longer than the buffer: pass it on */
+			buf[have] = '\0';
+			lineh(buf, arg);
 			have = 0;
 		}
 	}
@@ -136,3 +138,14 @@ int ctl_control(struct ctl *c, const char *request)
 	ctl_die(CTL_EXIT_FAIL, "sipregd on %s closed the connection without an answer", path);
 }
 
+
+static void ctl_print_line(const char *line, void *arg)
+{
+	(void)arg;
+	printf("%s\n", line);
+}
+
+int ctl_control(struct ctl *c, const char *request)
+{
+	return ctl_control_each(c, request, ctl_print_line, NULL);
+}

@@ -521,6 +521,15 @@ int location_unbind(struct location *loc, const struct sip_str *aor,
 	return op_started(op, loc->ops->unbind(loc->be, aor, contact, done_done, op), opp);
 }
 
+int location_reload(struct location *loc, const struct location_conf *conf)
+{
+	if (!loc || !conf || conf->ops != loc->ops)
+		return EINVAL;
+	if (!loc->ops->reload)
+		return ENOTSUP;
+	return loc->ops->reload(loc->be, conf->conf);
+}
+
 void location_op_cancel(struct location_op **opp)
 {
 	if (!opp || !*opp)
