@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -864,6 +865,27 @@ int server_drain(struct server *srv, server_drained_h *h, void *arg)
 	return 0;
 }
 
+/* control.group: the group's operators may use the socket (mode 0660). */
+static int server_control_group(struct server *srv)
+{
+	const char *name = srv->cfg->control_group;
+	struct group *gr;
+	int err;
+
+	if (!name)
+		return 0;
+	gr = getgrnam(name);
+	if (!gr) {
+		log_err("control.group: no such group \"%s\"", name);
+		return ENOENT;
+	}
+	err = control_set_group(srv->control, (unsigned)gr->gr_gid);
+	if (err)
+		log_err("control.group: cannot give %s to group %s: %s",
+			srv->cfg->control_socket, name, strerror(err));
+	return err;
+}
+
 int server_alloc(struct server **sp, struct event_base *base, const struct config *cfg,
 		 enum server_stage *stagep)
 {
@@ -950,6 +972,9 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 			goto fail;
 		}
 		control_set_ops(srv->control, srv->debug, server_stats, srv);
+		err = server_control_group(srv);
+		if (err)
+			goto fail;
 	}
 	*sp = srv;
 	return 0;

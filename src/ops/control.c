@@ -396,6 +396,13 @@ int control_alloc(struct control **cp, struct event_base *base, const char *path
 	return 0;
 }
 
+int control_set_group(struct control *ctl, unsigned gid)
+{
+	if (chown(ctl->path, (uid_t)-1, (gid_t)gid) != 0 || chmod(ctl->path, 0660) != 0)
+		return errno;
+	return 0;
+}
+
 void control_set_ops(struct control *ctl, struct debug *dbg, control_stats_h *statsh,
 		     void *arg)
 {

@@ -25,6 +25,9 @@ int control_alloc(struct control **cp, struct event_base *base, const char *path
 /* Close the socket and every connection (their operations are cancelled), remove the
  * socket file. Sets *cp to NULL. */
 void control_free(struct control **cp);
+/* control.group: the socket file is given to gid and made mode 0660, so that group's
+ * operators reach it without root. Returns 0 or errno (chown/chmod). */
+int control_set_group(struct control *ctl, unsigned gid);
 /* What "debug ip ADDR [on|off]" / "debug list" change and "stats" reads; both borrowed,
  * either may be NULL (the command then answers ENOTSUP). */
 void control_set_ops(struct control *ctl, struct debug *dbg, control_stats_h *statsh,

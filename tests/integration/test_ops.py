@@ -6,6 +6,7 @@ line per REGISTER outcome, and SIGHUP reloading users, log level and debug.ip.""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from sipreg_test import (UA, SkipTest, Sipregd, check, check_eq, contact_uri,  # noqa: E402
-                         free_port, register_with_auth, run_tests, to_yaml, wait_until, DEFAULT_USERS)
+                         free_port, register_with_auth, run_tests, sipregd_path, to_yaml, wait_until, DEFAULT_USERS)
 
 SIPREGCTL = os.environ.get("SIPREGCTL")
 
@@ -203,6 +204,65 @@ def test_sighup_reloads_users_log_level_and_debug_ip():
         UA(c, "zed").register([contact_uri(c, "z")], expires=600)
         time.sleep(0.2)
         check_eq(d.log_text().count(" register: "), n, "level warn: no info lines")
+
+
+def _ids(pid):
+    with open("/proc/%d/status" % pid) as f:
+        st = dict(l.split(":", 1) for l in f if ":" in l)
+    return [int(x) for x in st["Uid"].split()], [int(x) for x in st["Gid"].split()]
+
+
+def test_user_and_group_drop_root_after_binding_a_low_port():
+    import grp
+    import pwd
+    import socket
+    import stat
+    if os.geteuid() != 0:
+        raise SkipTest("needs root to drop it")
+    try:
+        nobody, nogroup = pwd.getpwnam("nobody"), grp.getgrnam("nogroup")
+    except KeyError:
+        raise SkipTest("no nobody/nogroup account")
+    port = None
+    for p in range(900, 1000):  # below 1024: only root may bind it
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", p))
+            port = p
+            break
+        except OSError:
+            continue
+        finally:
+            s.close()
+    check(port, "a free port below 1024")
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = os.path.join(tmp, "ctl.sock")
+        cfg = {"user": "nobody", "group": "nogroup",
+               "control": {"socket": sock, "group": "nogroup"}}
+        with Sipregd(cfg, port=port) as d, d.client("udp") as c:
+            uids, gids = _ids(d.proc.pid)
+            check_eq(set(uids), {nobody.pw_uid}, "every uid is nobody's")
+            check_eq(set(gids), {nogroup.gr_gid}, "every gid is nogroup's")
+            UA(c, "alice").register([contact_uri(c, "a")], expires=600)
+            st = os.stat(sock)
+            check_eq((stat.S_IMODE(st.st_mode), st.st_gid), (0o660, nogroup.gr_gid),
+                     "control socket given to control.group")
+            check("sip_received" in ctl_ok(d.config_path, "stats"), "stats still answers")
+            check("running as uid %d gid %d" % (nobody.pw_uid, nogroup.gr_gid)
+                  in d.log_text(), d.log_tail())
+
+
+def test_unknown_run_user_is_a_config_error():
+    d = Sipregd({"user": "no-such-user-sipreg"})  # its config, never started by the harness
+    try:
+        with open(d.config_path, "w") as f:
+            f.write(to_yaml(d.config) + "\n")
+        r = subprocess.run([sipregd_path(), "-c", d.config_path], capture_output=True,
+                           text=True, timeout=30, stdin=subprocess.DEVNULL)
+        check_eq(r.returncode, 78, "EX_CONFIG: %s" % r.stderr)
+        check('user: no such user "no-such-user-sipreg"' in r.stderr, r.stderr)
+    finally:
+        shutil.rmtree(d.dir, ignore_errors=True)
 
 
 run_tests()
