@@ -663,7 +663,7 @@ static int cfg_debug(struct cfg_parse *p, yaml_node_t *node)
 	struct cfg_field f[] = {{.name = "ip"}};
 	struct config *cfg = p->cfg;
 	unsigned char bin[sizeof(struct in6_addr)];
-	char sub[CONFIG_PATH_MAX], text[INET6_ADDRSTRLEN];
+	char sub[CONFIG_PATH_MAX], text[INET6_ADDRSTRLEN], got[80];
 	size_t n;
 	int err;
 
@@ -687,7 +687,7 @@ static int cfg_debug(struct cfg_parse *p, yaml_node_t *node)
 		cfg_pathf(sub, "debug.ip[%zu]", i);
 		if (inet_pton(af, s, bin) != 1 || !inet_ntop(af, bin, text, sizeof(text)))
 			return cfg_fail(p, item, sub, "expected a numeric IP address, %s",
-					cfg_got(item, sub, sizeof(sub)));
+					cfg_got(item, got, sizeof(got)));
 		cfg->debug_ips[i] = strdup(text);
 		if (!cfg->debug_ips[i])
 			return ENOMEM;
