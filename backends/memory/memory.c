@@ -1140,6 +1140,30 @@ static int mem_qualify_set(void *p, const struct qualify_update *u, location_don
 	return op_queue(be, op);
 }
 
+/* SIGHUP: the users of the reloaded YAML replace the directory; the bindings stay. The
+ * new directory is built beside the old one and swapped in, so a failure keeps the old
+ * one whole. Nothing outside a flush borrows a user, so the swap is safe here. */
+static int mem_reload(void *p, const void *confp)
+{
+	struct mem_be *be = p, tmp = {0};
+	int err;
+
+	if (!be || !confp)
+		return EINVAL;
+	err = dir_load(&tmp, confp);
+	if (err) {
+		dir_free(&tmp);
+		return err;
+	}
+	dir_free(be);
+	be->names = tmp.names;
+	be->users = tmp.users;
+	be->n_users = tmp.n_users;
+	be->name_v = tmp.name_v;
+	be->n_names = tmp.n_names;
+	return 0;
+}
+
 /* One process, one memory store: a memory directory and a memory location are one. */
 static bool mem_same_store(const void *a, const void *b)
 {
@@ -1164,4 +1188,5 @@ const struct location_backend location_backend_memory = {
     .user_iter = mem_user_iter,
     .unbind = mem_unbind,
     .qualify_set = mem_qualify_set,
+    .reload = mem_reload,
 };

@@ -239,6 +239,10 @@ struct qualify_update {
  * the backend keeps no qualify state. */
 int location_qualify_set(struct location *loc, const struct qualify_update *u,
 			 location_done_h *cb, void *arg, struct location_op **opp);
+/* SIGHUP: hand loc what may change at run time in a freshly parsed section of its
+ * backend (the memory directory: its users), applied at once. EINVAL when conf names
+ * another backend, ENOTSUP when the backend reloads nothing (pg: it reads the database). */
+int location_reload(struct location *loc, const struct location_conf *conf);
 
 /* Forget a pending operation: its callback will not be called. Sets *opp to NULL. */
 void location_op_cancel(struct location_op **opp);

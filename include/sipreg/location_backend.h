@@ -63,6 +63,11 @@ struct location_backend {
 	/* Qualify state, optional (NULL: ENOTSUP); see location_qualify_set. */
 	int (*qualify_set)(void *be, const struct qualify_update *u, location_done_h *cb,
 			   void *arg);
+	/* SIGHUP, optional (NULL: ENOTSUP): take what may change at run time from a fresh
+	 * configure() result of the same backend, at once, whole or not at all (the memory
+	 * backend: its users). conf is borrowed for the call. Never called from inside one
+	 * of the backend's own callbacks. */
+	int (*reload)(void *be, const void *conf);
 };
 
 /* The configure() result behind lc, for a backend's own tools (sipregctl reaching the

@@ -1,4 +1,4 @@
-/* Logging to stderr (journald picks it up) with levels; never logs secrets. A value a client
+/* Logging to stderr (journald picks it up) or syslog, with levels; never logs secrets. A value a client
  * controls reaches a line only through log_escape(), and every record is one line. */
 #ifndef SIPREG_LOG_H
 #define SIPREG_LOG_H
@@ -7,6 +7,14 @@
 #include <stdint.h>
 
 enum log_level { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* Where records go: stderr (default; one line each, timestamped) or syslog(3) (facility
+ * daemon, ident "sipregd", the level as its priority, no timestamp of ours). */
+enum log_target { LOG_TARGET_STDERR = 0, LOG_TARGET_SYSLOG };
+void log_set_target(enum log_target target);
+/* SIGHUP: syslog's connection is closed and opened again (a restarted syslog daemon is
+ * reached again); stderr belongs to whoever started us and is left as it is. */
+void log_reopen(void);
 
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
@@ -35,6 +43,11 @@ void log_limited(struct log_limit *ll, enum log_level level, const char *fmt, ..
 #define LOG_ESC_MIN  8
 #define LOG_ESC_SIZE 256
 const char *log_escape(const void *p, size_t len, char *buf, size_t cap);
+
+/* The per-IP SIP trace (ops/debug.c): one record "trace: " head, then the bytes of one
+ * whole message through log_escape() (CR LF shows as \x0d\x0a), at any level and without
+ * the length cap of other records, so a trace is complete and no line of it is forged. */
+void log_trace(const char *head, const void *p, size_t len);
 
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -558,33 +558,160 @@ static int cfg_limits(struct cfg_parse *p, yaml_node_t *node)
 
 static int cfg_log(struct cfg_parse *p, yaml_node_t *node)
 {
-	struct cfg_field f[] = {{.name = "level"}};
+	struct cfg_field f[] = {{.name = "level"}, {.name = "target"}};
 	enum log_level level;
 	char got[80];
 	int err;
 
-	err = cfg_map_fields(p, node, "log", f, 1);
+	err = cfg_map_fields(p, node, "log", f, 2);
 	if (err)
 		return err;
+	if (f[0].value) {
+		if (!cfg_is_scalar(f[0].value) ||
+		    log_level_parse(cfg_text(f[0].value), &level) != 0)
+			return cfg_fail(p, f[0].value, "log.level",
+					"expected error, warn, info or debug, %s",
+					cfg_got(f[0].value, got, sizeof(got)));
+		p->cfg->log_level = (int)level;
+	}
+	if (f[1].value) {
+		const char *t = cfg_is_scalar(f[1].value) ? cfg_text(f[1].value) : "";
+
+		if (strcmp(t, "stderr") == 0)
+			p->cfg->log_target = LOG_TARGET_STDERR;
+		else if (strcmp(t, "syslog") == 0)
+			p->cfg->log_target = LOG_TARGET_SYSLOG;
+		else
+			return cfg_fail(p, f[1].value, "log.target",
+					"expected stderr or syslog, %s",
+					cfg_got(f[1].value, got, sizeof(got)));
+	}
+	return 0;
+}
+
+/* metrics: {listen: [ADDR:]PORT, health_window: S}. A bare port binds loopback: the
+ * endpoint tells anyone who reaches it how busy the registrar is. */
+static int cfg_metrics(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {{.name = "listen"}, {.name = "health_window"}};
+	const char *s, *portp, *endp;
+	unsigned char bin[sizeof(struct in6_addr)];
+	char q[80];
+	uint64_t port = 0;
+	size_t hlen;
+	bool v6;
+	int err;
+
+	err = cfg_map_fields(p, node, "metrics", f, 2);
+	if (err)
+		return err;
+	if (f[1].value) {
+		err = cfg_uint(p, f[1].value, "metrics.health_window", 1, 3600,
+			       &p->cfg->metrics.health_window);
+		if (err)
+			return err;
+	}
 	if (!f[0].value)
 		return 0;
-	if (!cfg_is_scalar(f[0].value) || log_level_parse(cfg_text(f[0].value), &level) != 0)
-		return cfg_fail(p, f[0].value, "log.level",
-				"expected error, warn, info or debug, %s",
-				cfg_got(f[0].value, got, sizeof(got)));
-	p->cfg->log_level = (int)level;
+	if (!cfg_is_scalar(f[0].value) || cfg_is_null(f[0].value))
+		goto bad;
+	s = cfg_text(f[0].value);
+	cfg_quote(f[0].value, q, sizeof(q));
+	v6 = s[0] == '[';
+	if (v6) {
+		endp = strchr(s, ']');
+		if (!endp || endp[1] != ':')
+			goto bad;
+		portp = endp + 2;
+		s++;
+	} else {
+		endp = strrchr(s, ':');
+		portp = endp ? endp + 1 : s;
+	}
+	hlen = endp ? (size_t)(endp - s) : 0;
+	if (endp && (hlen == 0 || hlen >= sizeof(p->cfg->metrics.addr)))
+		goto bad;
+	if (endp) {
+		memcpy(p->cfg->metrics.addr, s, hlen);
+		p->cfg->metrics.addr[hlen] = '\0';
+	} else {
+		strcpy(p->cfg->metrics.addr, "127.0.0.1");
+	}
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, p->cfg->metrics.addr, bin) != 1)
+		goto bad;
+	if (*portp == '\0' || strlen(portp) > 5)
+		goto bad;
+	for (const char *c = portp; *c; c++) {
+		if (!isdigit((unsigned char)*c))
+			goto bad;
+		port = port * 10 + (uint64_t)(*c - '0');
+	}
+	if (port < 1 || port > 65535)
+		goto bad;
+	p->cfg->metrics.port = (uint16_t)port;
+	return 0;
+bad:
+	return cfg_fail(p, f[0].value, "metrics.listen",
+			"expected PORT, ADDR:PORT or [ADDR]:PORT with a numeric address, %s",
+			cfg_got(f[0].value, q, sizeof(q)));
+}
+
+/* debug: {ip: [ADDR, ...]}: traced from start-up; kept in inet_ntop's form, the form the
+ * transports write a source address in, so a trace matches by string. */
+static int cfg_debug(struct cfg_parse *p, yaml_node_t *node)
+{
+	struct cfg_field f[] = {{.name = "ip"}};
+	struct config *cfg = p->cfg;
+	unsigned char bin[sizeof(struct in6_addr)];
+	char sub[CONFIG_PATH_MAX], text[INET6_ADDRSTRLEN], got[80];
+	size_t n;
+	int err;
+
+	err = cfg_map_fields(p, node, "debug", f, 1);
+	if (err || !f[0].value)
+		return err;
+	err = cfg_sequence(p, f[0].value, "debug.ip");
+	if (err)
+		return err;
+	n = cfg_seq_len(f[0].value);
+	if (n == 0)
+		return 0;
+	cfg->debug_ips = calloc(n, sizeof(*cfg->debug_ips));
+	if (!cfg->debug_ips)
+		return ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, f[0].value, i);
+		const char *s = cfg_is_scalar(item) ? cfg_text(item) : "";
+		int af = strchr(s, ':') ? AF_INET6 : AF_INET;
+
+		cfg_pathf(sub, "debug.ip[%zu]", i);
+		if (inet_pton(af, s, bin) != 1 || !inet_ntop(af, bin, text, sizeof(text)))
+			return cfg_fail(p, item, sub, "expected a numeric IP address, %s",
+					cfg_got(item, got, sizeof(got)));
+		cfg->debug_ips[i] = strdup(text);
+		if (!cfg->debug_ips[i])
+			return ENOMEM;
+		cfg->n_debug_ips++;
+	}
 	return 0;
 }
 
 /* control: {socket: PATH}: where sipregctl reaches this daemon (ops/control.c). */
 static int cfg_control(struct cfg_parse *p, yaml_node_t *node)
 {
-	struct cfg_field f[] = {{.name = "socket"}};
+	struct cfg_field f[] = {{.name = "socket"}, {.name = "group"}};
 	int err;
 
-	err = cfg_map_fields(p, node, "control", f, 1);
-	if (err || !f[0].value)
+	err = cfg_map_fields(p, node, "control", f, 2);
+	if (err)
 		return err;
+	if (f[1].value) {
+		err = cfg_string(p, f[1].value, "control.group", &p->cfg->control_group);
+		if (err)
+			return err;
+	}
+	if (!f[0].value)
+		return 0;
 	err = cfg_string(p, f[0].value, "control.socket", &p->cfg->control_socket);
 	if (err)
 		return err;
@@ -711,6 +838,7 @@ static int cfg_defaults(struct config *cfg)
 	    .max_backend_delay_ms = 1000,
 	};
 	cfg->log_level = LOG_INFO;
+	cfg->metrics.health_window = 5;
 	if (gethostname(host, sizeof(host)) != 0)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';
@@ -810,6 +938,10 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 		F_TRUSTED,
 		F_CONTROL,
 		F_QUALIFY,
+		F_METRICS,
+		F_DEBUG,
+		F_USER,
+		F_GROUP,
 		F_N
 	};
 	struct cfg_field f[F_N] = {
@@ -826,6 +958,10 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 	    [F_TRUSTED] = {.name = "trusted_sources"},
 	    [F_CONTROL] = {.name = "control"},
 	    [F_QUALIFY] = {.name = "qualify"},
+	    [F_METRICS] = {.name = "metrics"},
+	    [F_DEBUG] = {.name = "debug"},
+	    [F_USER] = {.name = "user"},
+	    [F_GROUP] = {.name = "group"},
 	};
 	struct config *cfg = p->cfg;
 	int err;
@@ -888,6 +1024,26 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root)
 	}
 	if (f[F_QUALIFY].value) {
 		err = cfg_qualify(p, f[F_QUALIFY].value);
+		if (err)
+			return err;
+	}
+	if (f[F_METRICS].value) {
+		err = cfg_metrics(p, f[F_METRICS].value);
+		if (err)
+			return err;
+	}
+	if (f[F_DEBUG].value) {
+		err = cfg_debug(p, f[F_DEBUG].value);
+		if (err)
+			return err;
+	}
+	if (f[F_USER].value) {
+		err = cfg_string(p, f[F_USER].value, "user", &cfg->run_user);
+		if (err)
+			return err;
+	}
+	if (f[F_GROUP].value) {
+		err = cfg_string(p, f[F_GROUP].value, "group", &cfg->run_group);
 		if (err)
 			return err;
 	}
@@ -1062,6 +1218,10 @@ void config_free(struct config **cfgp)
 	cfg_ua_rules_free(&cfg->auth);
 	free(cfg->instance_id);
 	free(cfg->control_socket);
+	free(cfg->control_group);
+	free(cfg->run_user);
+	free(cfg->run_group);
+	cfg_strv_free(&cfg->debug_ips, &cfg->n_debug_ips);
 	netaddr_set_free(&cfg->trusted_sources);
 	free(cfg);
 	*cfgp = NULL;

@@ -113,11 +113,29 @@ struct config {
 	struct auth_conf auth;
 	struct limits_conf limits;
 	int log_level;              /* enum log_level */
+	int log_target;             /* enum log_target: log.target, stderr (default) or syslog */
 	char *instance_id;          /* default: hostname:pid */
 	char *control_socket;       /* control.socket: sipregctl's Unix socket; NULL = none */
 	struct qualify_conf qualify;
 	/* trusted_sources: SBCs and proxies, never banned (netaddr.h); owned, NULL = none. */
 	struct netaddr_set *trusted_sources;
+	/* metrics.listen: the HTTP endpoint of /metrics and /healthz (ops/metrics.c); off
+	 * (port 0) unless configured; a bare port means 127.0.0.1. */
+	struct {
+		char addr[64]; /* numeric, no brackets */
+		uint16_t port;
+		uint32_t health_window; /* s: /healthz is 200 while the backend answered within */
+	} metrics;
+	/* debug.ip: addresses whose SIP messages are traced from start-up and after each
+	 * SIGHUP (ops/debug.c), normalised numeric text; owned. */
+	char **debug_ips;
+	size_t n_debug_ips;
+	/* user:, group:: the account sipregd switches to once its sockets are bound; NULL =
+	 * stay as started. */
+	char *run_user, *run_group;
+	/* control.group: the group that may use the control socket (mode 0660); NULL = the
+	 * owner only (0600). */
+	char *control_group;
 };
 
 /* Load and validate a YAML file. On error returns EINVAL (or errno of the open) and writes

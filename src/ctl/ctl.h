@@ -73,6 +73,9 @@ int ctl_db(struct ctl *c, int argc, char **argv);
 /* show peers|peer, lookup (peers.c). */
 int ctl_show(struct ctl *c, int argc, char **argv);
 int ctl_lookup(struct ctl *c, int argc, char **argv);
+/* The running daemon's own state, always through its control socket (ops.c). */
+int ctl_debug(struct ctl *c, int argc, char **argv);
+int ctl_stats(struct ctl *c, int argc, char **argv);
 
 /* stdout writer for ops/show.h. */
 void ctl_write(const char *p, size_t len, void *arg);

@@ -28,6 +28,9 @@ static const char ctl_usage[] =
     "  lookup USER@DOMAIN [--json]  the contacts a proxy gets, in the proxies' order\n"
     "  db migrate                 apply the schema migrations (pg; idempotent)\n"
     "  db status                  show the schema version and what the database holds (pg)\n"
+    "  debug ip ADDR [on|off]     the running sipregd logs every SIP message from/to ADDR\n"
+    "  debug list                 the addresses it traces\n"
+    "  stats [--json]             the running sipregd's counters\n"
     "\n"
     "-c reads the directory: (user) and location: (bindings, unbind, db) sections of a\n"
     "sipregd config and works through whichever backend they name; with an in-process\n"
@@ -105,7 +108,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[i], "db") != 0 && strcmp(argv[i], "user") != 0 &&
 	    strcmp(argv[i], "bindings") != 0 && strcmp(argv[i], "unbind") != 0 &&
 	    strcmp(argv[i], "unregister") != 0 && strcmp(argv[i], "show") != 0 &&
-	    strcmp(argv[i], "lookup") != 0)
+	    strcmp(argv[i], "lookup") != 0 && strcmp(argv[i], "debug") != 0 &&
+	    strcmp(argv[i], "stats") != 0)
 		ctl_die(CTL_EXIT_USAGE, "unknown command '%s'\n%s", argv[i], ctl_usage);
 	/* The backends log through the daemon's logger: keep their chatter to warnings. */
 	log_set_level(LOG_WARN);
@@ -138,6 +142,10 @@ int main(int argc, char **argv)
 		rc = ctl_show(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "lookup") == 0)
 		rc = ctl_lookup(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "debug") == 0)
+		rc = ctl_debug(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "stats") == 0)
+		rc = ctl_stats(&c, argc - i - 1, argv + i + 1);
 	else
 		rc = ctl_unbind(&c, argc - i - 1, argv + i + 1);
 	if (c.dir == c.loc)

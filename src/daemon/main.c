@@ -1,12 +1,15 @@
-/* sipregd: command line, configuration, signals, and the event loop that runs the
- * registrar until SIGTERM/SIGINT. */
+/* sipregd: command line, configuration, signals (SIGHUP reloads, SIGTERM/SIGINT drain
+ * and stop), dropping root, and the event loop that runs the registrar. */
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "sipreg/log.h"
@@ -36,20 +39,103 @@ static void usage(FILE *out)
 		"  -v, --version       print the version and exit\n"
 		"  -h, --help          this text\n"
 		"\n"
-		"Runs in the foreground and logs to stderr; stop with SIGTERM or SIGINT.\n"
+		"Runs in the foreground and logs to stderr (or syslog: log.target). SIGHUP\n"
+		"reloads the log level, debug.ip and the memory directory's users; SIGTERM or\n"
+		"SIGINT stops reading, answers what is in flight (at most 10 s), then exits; a\n"
+		"second one exits at once.\n"
 		"Location backends compiled in:");
 	for (; *names; names++)
 		fprintf(out, " %s", *names);
 	fputc('\n', out);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+struct daemon {
+	struct event_base *base;
+	struct server *srv;
+	const char *path;
+	bool stopping;
+};
+
+static void on_drained(void *arg)
 {
-	struct event_base *base = arg;
+	struct daemon *d = arg;
+
+	event_base_loopexit(d->base, NULL);
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
 
 	(void)what;
-	log_info("signal %d: shutting down", (int)sig);
-	event_base_loopexit(base, NULL);
+	if (d->stopping) {
+		log_info("signal %d again: stopping now", (int)sig);
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	d->stopping = true;
+	log_info("signal %d: draining, then shutting down", (int)sig);
+	if (server_drain(d->srv, on_drained, d) != 0)
+		event_base_loopexit(d->base, NULL);
+}
+
+/* SIGHUP: the file is read again; what cannot change without a restart (listeners,
+ * backends, limits) keeps its old value, and a file that no longer loads changes
+ * nothing. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct config *fresh = NULL;
+	char err[512];
+
+	(void)sig;
+	(void)what;
+	log_reopen();
+	if (config_load(&fresh, d->path, err, sizeof(err)) != 0) {
+		log_err("SIGHUP: %s: nothing reloaded", err);
+		return;
+	}
+	log_set_level((enum log_level)fresh->log_level);
+	server_reload(d->srv, fresh);
+	log_info("SIGHUP: %s reloaded (log level, debug.ip, users)", d->path);
+	config_free(&fresh);
+}
+
+/* user:/group:: leave root once every socket is bound. The group goes first: without
+ * root it could no longer be changed. */
+static int drop_privileges(const struct config *cfg)
+{
+	struct passwd *pw = NULL;
+	struct group *gr = NULL;
+	gid_t gid;
+
+	if (!cfg->run_user && !cfg->run_group)
+		return 0;
+	if (cfg->run_user && !(pw = getpwnam(cfg->run_user))) {
+		log_err("user: no such user \"%s\"", cfg->run_user);
+		return ENOENT;
+	}
+	if (cfg->run_group && !(gr = getgrnam(cfg->run_group))) {
+		log_err("group: no such group \"%s\"", cfg->run_group);
+		return ENOENT;
+	}
+	gid = gr ? gr->gr_gid : pw->pw_gid;
+	if (setgroups(1, &gid) != 0 || setgid(gid) != 0) {
+		log_err("group: cannot switch to gid %u: %s", (unsigned)gid, strerror(errno));
+		return errno;
+	}
+	if (pw && setuid(pw->pw_uid) != 0) {
+		log_err("user: cannot switch to \"%s\": %s", cfg->run_user, strerror(errno));
+		return errno;
+	}
+	/* Proof, not hope: a process that could return to root has not dropped it. */
+	if (pw && pw->pw_uid != 0 && setuid(0) == 0) {
+		log_err("user: still able to become root after switching to \"%s\"",
+			cfg->run_user);
+		return EPERM;
+	}
+	log_info("running as uid %u gid %u", (unsigned)getuid(), (unsigned)getgid());
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -61,7 +147,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+	struct daemon d = {0};
 	struct event_base *base = NULL;
 	struct server *srv = NULL;
 	struct config *cfg = NULL;
@@ -106,6 +193,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	log_set_level((enum log_level)cfg->log_level);
+	log_set_target((enum log_target)cfg->log_target);
 	signal(SIGPIPE, SIG_IGN);
 
 	base = event_base_new();
@@ -118,9 +206,16 @@ int main(int argc, char **argv)
 		log_err("startup failed (exit status %d)", rc);
 		goto out;
 	}
-	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
-	sigint = evsignal_new(base, SIGINT, on_signal, base);
-	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) || evsignal_add(sigint, NULL)) {
+	if (drop_privileges(cfg) != 0) {
+		rc = EXIT_CONFIG;
+		goto out;
+	}
+	d = (struct daemon){.base = base, .srv = srv, .path = path};
+	sigterm = evsignal_new(base, SIGTERM, on_stop, &d);
+	sigint = evsignal_new(base, SIGINT, on_stop, &d);
+	sighup = evsignal_new(base, SIGHUP, on_reload, &d);
+	if (!sigterm || !sigint || !sighup || evsignal_add(sigterm, NULL) ||
+	    evsignal_add(sigint, NULL) || evsignal_add(sighup, NULL)) {
 		log_err("cannot install signal handlers");
 		goto out;
 	}
@@ -138,6 +233,8 @@ out:
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
+	if (sighup)
+		event_free(sighup);
 	server_free(&srv);
 	if (base)
 		event_base_free(base);

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,10 @@
 #include "net/net.h"
 #include "ops/control.h"
 #include "ops/qualify.h"
+#include "ops/debug.h"
+#include "ops/metrics.h"
+#include "ops/stats.h"
+#include "sipreg/clock.h"
 #include "registrar/registrar.h"
 #include "sip/msg.h"
 #include "sipreg/location.h"
@@ -39,6 +44,13 @@
  * glibc's per-thread cache, so a calloc/free pair per REGISTER went through the slow
  * path of malloc. */
 #define PENDING_SPARE_MAX 256
+/* How often an idle backend is probed for /healthz, and the name the probe looks up
+ * (no AOR can be it: "invalid" is reserved, RFC 2606). */
+#define PROBE_INTERVAL_MS 1000
+#define PROBE_AOR "sipreg-health-probe@invalid"
+/* SIGTERM: how long what is in flight may take to finish, and how often it is looked at. */
+#define DRAIN_MAX_S 10
+#define DRAIN_POLL_MS 20
 
 static const char server_allow[] = "REGISTER, OPTIONS, ACK";
 
@@ -58,7 +70,24 @@ struct server {
 	/* The 503 paths run at request rate when they run at all, and so do refused
 	 * credentials under a guessing attack. */
 	struct log_limit lim_store, lim_start, lim_lookup, lim_pending, lim_delay, lim_tsx;
-	struct log_limit lim_auth_failed, lim_auth_owner;
+	struct log_limit lim_auth_failed, lim_auth_owner, lim_outcome_503;
+	/* Operator views: counters (ops/stats.h; the live values are read at snapshot
+	 * time), the per-IP trace, the HTTP endpoint (NULL without metrics.listen). */
+	struct ops_stats counters;
+	struct debug *debug;
+	struct metrics *metrics;
+	/* Health: when an apply or fetch last succeeded and last failed (find_user is not
+	 * evidence: the pg backend may answer it from its cache), and the idle probe. */
+	int64_t backend_ok_ns, backend_err_ns;
+	struct event *probe_ev;
+	struct location_op *probe_op;
+	int64_t probe_ns;
+	/* SIGTERM's drain: REGISTERs alive, and the timer that watches them finish. */
+	size_t n_live;
+	struct event *drain_ev;
+	int64_t drain_deadline_ns;
+	server_drained_h *drainedh;
+	void *drained_arg;
 };
 
 struct reg_pending {
@@ -75,7 +104,30 @@ struct reg_pending {
 	bool hidden;
 	char auth_user[REGISTRAR_AOR_MAX]; /* digest username, canonically escaped */
 	int64_t now;
+	int64_t start_ns, op_ns; /* when it arrived; when the backend call in flight began */
+	size_t n_contacts;	 /* in the 200 */
 };
+
+/* A backend call of p completed: its latency, and for an apply or fetch the health. */
+static void server_backend_done(struct server *srv, int64_t start_ns, int err, bool health)
+{
+	int64_t now = clock_mono_ns();
+
+	stats_latency_observe(&srv->counters.backend_latency, now - start_ns);
+	if (err)
+		srv->counters.backend_errors++;
+	if (!health)
+		return;
+	if (err)
+		srv->backend_err_ns = now;
+	else
+		srv->backend_ok_ns = now;
+}
+
+static void server_count_503(struct server *srv, enum stats_503 cause)
+{
+	srv->counters.unavailable[cause]++;
+}
 
 
 static uint16_t server_reply_port(const struct sipmsg *m, const struct net_flow *flow)
@@ -123,6 +175,7 @@ static void pending_free(struct reg_pending *p)
 	struct server *srv = p->srv;
 
 	location_op_cancel(&p->op);
+	srv->n_live--;
 	registrar_decision_clear(&p->d);
 	sip_register_clear(&p->reg);
 	sipmsg_free(&p->msg);
@@ -137,15 +190,49 @@ static struct reg_pending *pending_new(struct server *srv)
 {
 	struct reg_pending *p;
 
-	if (srv->n_spare == 0)
-		return calloc(1, sizeof(struct reg_pending));
-	p = srv->spare[--srv->n_spare];
-	memset(p, 0, sizeof(*p));
+	if (srv->n_spare == 0) {
+		p = calloc(1, sizeof(struct reg_pending));
+	} else {
+		p = srv->spare[--srv->n_spare];
+		memset(p, 0, sizeof(*p));
+	}
+	if (p)
+		srv->n_live++;
 	return p;
+}
+
+/* The one info line per REGISTER outcome. 503s come at request rate when they come at
+ * all (an outage, overload): they share one rate-limited line, and each cause has its
+ * own line and counter besides. */
+static void pending_log(struct reg_pending *p, int status)
+{
+	struct server *srv = p->srv;
+	const struct sip_source *src = &p->d.req.source;
+	int64_t us = (clock_mono_ns() - p->start_ns) / 1000;
+	char aor[LOG_ESC_SIZE];
+
+	if (p->d.req.aor.len)
+		log_escape(p->d.req.aor.p, p->d.req.aor.len, aor, sizeof(aor));
+	else
+		strcpy(aor, "-");
+	if (status == 503) {
+		log_limited(&srv->lim_outcome_503, LOG_INFO,
+			    "register: \"%s\" from %s:%s:%u: 503", aor,
+			    sip_proto_name(src->proto), src->ip, src->port);
+		return;
+	}
+	if (log_get_level() < LOG_INFO)
+		return;
+	log_info("register: \"%s\" from %s:%s:%u: %d, %zu contact%s, %lld.%03lld ms", aor,
+		 sip_proto_name(src->proto), src->ip, src->port, status, p->n_contacts,
+		 p->n_contacts == 1 ? "" : "s", (long long)(us / 1000), (long long)(us % 1000));
 }
 
 static void pending_send(struct reg_pending *p, int status, struct sipresp *r)
 {
+	if (status >= STATS_CODE_MIN && status <= STATS_CODE_MAX)
+		p->srv->counters.register_codes[status - STATS_CODE_MIN]++;
+	pending_log(p, status);
 	/* Detach first: on a reliable transport tsx_reply frees the transaction. */
 	tsx_set_owner(p->tsx, NULL, NULL);
 	if (sipresp_finish(r) == 0)
@@ -193,6 +280,7 @@ static void pending_bindings(struct reg_pending *p, const struct binding_set *se
 
 	sipresp_start(&r, p->srv->tag_key, p->msg, 200, "OK", &p->d.req.source);
 	registrar_reply_ok(&r, &p->d, set, p->now);
+	p->n_contacts = set ? set->n : 0;
 	pending_send(p, 200, &r);
 }
 
@@ -204,9 +292,11 @@ static void register_applied(int err, enum reg_outcome outcome, const struct bin
 	int status;
 
 	p->op = NULL;
+	server_backend_done(p->srv, p->op_ns, err, true);
 	if (err) {
 		char aor[LOG_ESC_SIZE];
 
+		server_count_503(p->srv, STATS_503_BACKEND_ERROR);
 		log_limited(&p->srv->lim_store, LOG_WARN,
 			    "location: storing a REGISTER for %s failed (%s): 503",
 			    log_escape(p->d.req.aor.p, p->d.req.aor.len, aor, sizeof(aor)),
@@ -216,6 +306,8 @@ static void register_applied(int err, enum reg_outcome outcome, const struct bin
 	}
 	if (outcome != REG_OK) {
 		status = registrar_outcome_status(&p->srv->cfg->registrar, outcome, &reason);
+		if (status == 503)
+			server_count_503(p->srv, STATS_503_OUTCOME);
 		pending_reply(p, status, reason, status == 503 ? RETRY_AFTER_OVERLOAD : 0);
 		return;
 	}
@@ -230,6 +322,7 @@ static void register_fetched(int err, const struct binding_set *set, void *arg)
 /* A backend call could not start (no connection up, its queue full): 503 at once. */
 static void pending_refused(struct reg_pending *p, int err)
 {
+	server_count_503(p->srv, STATS_503_BACKEND_REFUSED);
 	log_limited(&p->srv->lim_start, LOG_WARN, "location: cannot start a request (%s): 503",
 		    strerror(err));
 	pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
@@ -240,6 +333,7 @@ static void register_store(struct reg_pending *p)
 	struct server *srv = p->srv;
 	int err;
 
+	p->op_ns = clock_mono_ns();
 	if (p->d.is_query)
 		err = location_fetch(srv->loc, &p->d.req.aor, p->now, register_fetched, p, &p->op);
 	else
@@ -259,6 +353,7 @@ static void register_verify(struct reg_pending *p, const struct dir_user *u)
 	bool ok = auth_response_ok(&p->creds, u, &p->msg->method_name);
 
 	if (!ok || !u->enabled) {
+		srv->counters.auth_failures++;
 		auth_failure(srv->auth, src->ip, &p->creds.username, p->now);
 		log_limited(
 		    &srv->lim_auth_failed, LOG_INFO, "auth: failed for \"%s\" from %s",
@@ -294,7 +389,9 @@ static void register_auth_user(int err, const struct dir_user *u, void *arg)
 	struct reg_pending *p = arg;
 
 	p->op = NULL;
+	server_backend_done(p->srv, p->op_ns, err, false);
 	if (err) {
+		server_count_503(p->srv, STATS_503_BACKEND_ERROR);
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
 		return;
 	}
@@ -311,7 +408,9 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 	int rv;
 
 	p->op = NULL;
+	server_backend_done(srv, p->op_ns, err, false);
 	if (err) {
+		server_count_503(srv, STATS_503_BACKEND_ERROR);
 		log_limited(&srv->lim_lookup, LOG_WARN, "directory: lookup failed (%s): 503",
 			    strerror(err));
 		pending_reply(p, 503, "Service Unavailable", RETRY_AFTER_BACKEND);
@@ -352,6 +451,7 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 	 * user in To must meet the same ban. */
 	if (!sip_str_eq(&p->creds.username, &p->d.user) &&
 	    auth_banned(srv->auth, p->d.req.source.ip, &p->creds.username, p->now)) {
+		srv->counters.auth_banned++;
 		if (auth_ban_action(srv->auth) == BAN_DROP) {
 			tsx_set_owner(p->tsx, NULL, NULL);
 			tsx_discard(p->tsx);
@@ -379,6 +479,7 @@ static void register_user(int err, const struct dir_user *u, void *arg)
 		return;
 	}
 	/* Someone else's credentials: that user may hold this AOR as an alias. */
+	p->op_ns = clock_mono_ns();
 	rv = directory_find_user(srv->dir, &auth_user, &p->d.domain, register_auth_user, p,
 				 &p->op);
 	if (rv)
@@ -409,6 +510,7 @@ static bool server_overloaded(struct server *srv, const struct sip_register *reg
 		delay = d > delay ? d : delay;
 	}
 	if (pending >= lim->max_pending) {
+		server_count_503(srv, STATS_503_MAX_PENDING);
 		log_limited(&srv->lim_pending, LOG_WARN,
 			    "overloaded: %zu backend operations in flight (limits.max_pending): "
 			    "503",
@@ -420,6 +522,7 @@ static bool server_overloaded(struct server *srv, const struct sip_register *reg
 	fresh = srv->cfg->auth.enabled && reg->authorization.n == 0;
 	if (delay < (fresh ? bound / 2 : bound))
 		return false;
+	server_count_503(srv, STATS_503_BACKEND_DELAY);
 	log_limited(&srv->lim_delay, LOG_WARN,
 		    "overloaded: the backend's oldest call has waited %u ms "
 		    "(limits.max_backend_delay_ms %u): 503 to %s REGISTERs",
@@ -442,12 +545,15 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 	p->srv = srv;
 	p->msg = m;
 	p->now = (int64_t)time(NULL);
+	p->start_ns = clock_mono_ns();
 	if (sip_register_read(m, &p->reg) != 0 ||
 	    registrar_check(&srv->cfg->registrar, &p->reg, p->now, &p->d) != 0) {
 		pending_free(p);
 		return;
 	}
 	banned = p->d.status == 0 && auth_banned(srv->auth, flow->src.ip, &p->d.user, p->now);
+	if (banned)
+		srv->counters.auth_banned++;
 	if (banned && auth_ban_action(srv->auth) == BAN_DROP) {
 		pending_free(p);
 		return;
@@ -458,6 +564,8 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 		log_limited(&srv->lim_tsx, LOG_WARN,
 			    "overloaded: %u transactions live (limits.max_transactions): 503",
 			    srv->cfg->limits.max_transactions);
+		server_count_503(srv, STATS_503_MAX_TRANSACTIONS);
+		srv->counters.register_codes[503 - STATS_CODE_MIN]++;
 		server_reply_stateless(srv, m, flow, 503, "Service Unavailable",
 				       RETRY_AFTER_OVERLOAD);
 		pending_free(p);
@@ -488,6 +596,7 @@ static void server_register(struct server *srv, struct sipmsg *m, const struct n
 		return;
 	}
 	p->d.req.instance_id = sip_str_c(srv->cfg->instance_id);
+	p->op_ns = clock_mono_ns();
 	err = directory_find_user(srv->dir, &p->d.user, &p->d.domain, register_user, p, &p->op);
 	if (err)
 		pending_refused(p, err);
@@ -598,6 +707,192 @@ out:
 	sipmsg_free(&m);
 }
 
+/* ---- operator views: counters, health, trace ---------------------------------------- */
+
+void server_stats(struct ops_stats *st, void *arg)
+{
+	struct server *srv = arg;
+	struct net_stats ns;
+
+	*st = srv->counters;
+	net_stats_get(srv->net, &ns);
+	st->rx_msgs = ns.rx_msgs;
+	st->tx_msgs = ns.tx_msgs;
+	st->rx_dropped = ns.rx_dropped;
+	st->tx_dropped = ns.tx_dropped;
+	st->rx_stale = ns.rx_stale;
+	st->tcp_conns = ns.tcp_conns;
+	st->tcp_conns_refused = ns.tcp_conns_refused;
+	st->tcp_conns_refused_source = ns.tcp_conns_refused_source;
+	st->tcp_out_bytes = ns.tcp_out_bytes;
+	st->tcp_out_closed = ns.tcp_out_closed;
+	st->transactions = tsx_count(srv->tsx);
+	st->backend_pending = location_pending(srv->loc);
+	st->backend_delay_ms = location_delay_ms(srv->loc);
+	if (srv->dir != srv->loc) {
+		uint64_t d = location_delay_ms(srv->dir);
+
+		st->backend_pending += location_pending(srv->dir);
+		st->backend_delay_ms = d > st->backend_delay_ms ? d : st->backend_delay_ms;
+	}
+	st->backend_up = server_healthy(srv);
+}
+
+bool server_healthy(void *arg)
+{
+	struct server *srv = arg;
+	int64_t window = (int64_t)srv->cfg->metrics.health_window * 1000000000;
+
+	return srv->backend_ok_ns && srv->backend_ok_ns >= srv->backend_err_ns &&
+	       clock_mono_ns() - srv->backend_ok_ns <= window;
+}
+
+static void server_probed(int err, const struct binding_set *set, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)set;
+	srv->probe_op = NULL;
+	server_backend_done(srv, srv->probe_ns, err, true);
+}
+
+/* The backend's health comes from the REGISTERs it serves; when none succeeded within a
+ * probe interval, one fetch of an AOR nobody can hold asks it (the same call a REGISTER
+ * query makes, never answered from a cache). */
+static void server_probe(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct sip_str aor = SIP_STR_LIT(PROBE_AOR);
+	int64_t now = clock_mono_ns();
+	int err;
+
+	(void)fd;
+	(void)what;
+	if (srv->probe_op || (srv->backend_ok_ns &&
+			      now - srv->backend_ok_ns < (int64_t)PROBE_INTERVAL_MS * 1000000))
+		return;
+	srv->probe_ns = now;
+	err = location_fetch(srv->loc, &aor, (int64_t)time(NULL), server_probed, srv,
+			     &srv->probe_op);
+	if (err) {
+		srv->probe_op = NULL;
+		server_backend_done(srv, now, err, true);
+	}
+}
+
+/* Started once the transports are up: the first probe runs at once, so /healthz says
+ * 200 as soon as the backend answered. */
+static int server_probe_start(struct server *srv)
+{
+	struct timeval tv = {.tv_sec = PROBE_INTERVAL_MS / 1000,
+			     .tv_usec = (PROBE_INTERVAL_MS % 1000) * 1000};
+
+	srv->probe_ev = event_new(srv->base, -1, EV_PERSIST, server_probe, srv);
+	if (!srv->probe_ev || event_add(srv->probe_ev, &tv) != 0)
+		return ENOMEM;
+	event_active(srv->probe_ev, EV_TIMEOUT, 0);
+	return 0;
+}
+
+static int server_debug_load(struct server *srv, const struct config *cfg)
+{
+	int err;
+
+	debug_ip_clear(srv->debug);
+	for (size_t i = 0; i < cfg->n_debug_ips; i++) {
+		err = debug_ip_set(srv->debug, cfg->debug_ips[i], true);
+		if (err) {
+			log_warn("debug.ip: cannot trace %s: %s", cfg->debug_ips[i],
+				 strerror(err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+int server_reload(struct server *srv, const struct config *fresh)
+{
+	int err;
+
+	server_debug_load(srv, fresh);
+	err = location_reload(srv->dir, fresh->directory);
+	if (err == ENOTSUP) /* a directory in a database is read where it is */
+		return 0;
+	if (err == EINVAL)
+		log_warn("SIGHUP: directory: the backend changed (%s to %s): restart to switch",
+			 location_conf_backend(srv->cfg->directory),
+			 location_conf_backend(fresh->directory));
+	else if (err)
+		log_warn("SIGHUP: directory: users not reloaded: %s", strerror(err));
+	else
+		log_info("SIGHUP: directory: users reloaded");
+	return err;
+}
+
+/* ---- SIGTERM: drain -------------------------------------------------------------- */
+
+static void server_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct net_stats ns;
+
+	(void)fd;
+	(void)what;
+	net_stats_get(srv->net, &ns);
+	/* Answered and out: nothing pending, and what TCP holds is with the kernel. */
+	if (srv->n_live && clock_mono_ns() < srv->drain_deadline_ns)
+		return;
+	if (ns.tcp_out_bytes && clock_mono_ns() < srv->drain_deadline_ns)
+		return;
+	if (srv->n_live)
+		log_warn("drain: %zu REGISTERs still waiting for the backend after %d s: "
+			 "abandoned (their clients retransmit elsewhere)",
+			 srv->n_live, DRAIN_MAX_S);
+	else
+		log_info("drain: every request in flight answered");
+	event_del(srv->drain_ev);
+	srv->drainedh(srv->drained_arg);
+}
+
+int server_drain(struct server *srv, server_drained_h *h, void *arg)
+{
+	struct timeval tv = {.tv_usec = DRAIN_POLL_MS * 1000};
+
+	if (srv->drain_ev)
+		return EALREADY;
+	net_stop_reading(srv->net);
+	srv->drainedh = h;
+	srv->drained_arg = arg;
+	srv->drain_deadline_ns = clock_mono_ns() + (int64_t)DRAIN_MAX_S * 1000000000;
+	srv->drain_ev = event_new(srv->base, -1, EV_PERSIST, server_drain_check, srv);
+	if (!srv->drain_ev || event_add(srv->drain_ev, &tv) != 0)
+		return ENOMEM;
+	log_info("drain: reading stopped; %zu REGISTERs in flight", srv->n_live);
+	event_active(srv->drain_ev, EV_TIMEOUT, 0);
+	return 0;
+}
+
+/* control.group: the group's operators may use the socket (mode 0660). */
+static int server_control_group(struct server *srv)
+{
+	const char *name = srv->cfg->control_group;
+	struct group *gr;
+	int err;
+
+	if (!name)
+		return 0;
+	gr = getgrnam(name);
+	if (!gr) {
+		log_err("control.group: no such group \"%s\"", name);
+		return ENOENT;
+	}
+	err = control_set_group(srv->control, (unsigned)gr->gr_gid);
+	if (err)
+		log_err("control.group: cannot give %s to group %s: %s",
+			srv->cfg->control_socket, name, strerror(err));
+	return err;
+}
+
 int server_alloc(struct server **sp, struct event_base *base, const struct config *cfg,
 		 enum server_stage *stagep)
 {
@@ -656,6 +951,29 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 		if (err)
 			goto fail;
 	}
+	err = debug_alloc(&srv->debug);
+	if (err)
+		goto fail;
+	err = server_debug_load(srv, cfg);
+	if (err)
+		goto fail;
+	net_trace_set(srv->net, debug_trace, srv->debug);
+	err = server_probe_start(srv);
+	if (err)
+		goto fail;
+	if (cfg->metrics.port) {
+		err = metrics_alloc(&srv->metrics, base, cfg->metrics.addr, cfg->metrics.port,
+				    server_stats, server_healthy, srv);
+		if (err) {
+			log_err("metrics: cannot listen on %s%s%s:%u: %s",
+				strchr(cfg->metrics.addr, ':') ? "[" : "", cfg->metrics.addr,
+				strchr(cfg->metrics.addr, ':') ? "]" : "", cfg->metrics.port,
+				strerror(err));
+			if (stagep)
+				*stagep = SERVER_STAGE_LISTEN;
+			goto fail;
+		}
+	}
 	if (cfg->control_socket) {
 		err = control_alloc(&srv->control, base, cfg->control_socket, srv->loc, srv->dir);
 		if (err) {
@@ -666,6 +984,10 @@ int server_alloc(struct server **sp, struct event_base *base, const struct confi
 				*stagep = SERVER_STAGE_LISTEN;
 			goto fail;
 		}
+		control_set_ops(srv->control, srv->debug, server_stats, srv);
+		err = server_control_group(srv);
+		if (err)
+			goto fail;
 	}
 	*sp = srv;
 	return 0;
@@ -684,8 +1006,15 @@ void server_free(struct server **sp)
 	 * before the backends go away, and no response is sent on a closed transport. */
 	control_free(&srv->control);
 	qualify_free(&srv->qualify);
+	metrics_free(&srv->metrics);
+	location_op_cancel(&srv->probe_op);
+	if (srv->probe_ev)
+		event_free(srv->probe_ev);
+	if (srv->drain_ev)
+		event_free(srv->drain_ev);
 	tsx_table_free(&srv->tsx);
 	net_free(&srv->net);
+	debug_free(&srv->debug);
 	if (srv->dir == srv->loc)
 		srv->dir = NULL;
 	location_close(&srv->loc);

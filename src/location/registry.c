@@ -554,6 +554,15 @@ const char *qualify_status_name(enum qualify_status s)
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "UNKNOWN";
 }
 
+int location_reload(struct location *loc, const struct location_conf *conf)
+{
+	if (!loc || !conf || conf->ops != loc->ops)
+		return EINVAL;
+	if (!loc->ops->reload)
+		return ENOTSUP;
+	return loc->ops->reload(loc->be, conf->conf);
+}
+
 void location_op_cancel(struct location_op **opp)
 {
 	if (!opp || !*opp)

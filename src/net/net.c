@@ -29,6 +29,23 @@ static const char *net_bind_hint(int err)
 	}
 }
 
+/* Every received message passes here on its way up: the trace sees it first. */
+static void net_recv_dispatch(const char *buf, size_t len, const struct net_flow *flow,
+			      void *arg)
+{
+	struct net *n = arg;
+
+	if (n->traceh)
+		n->traceh(false, &flow->src, flow->src.port, buf, len, n->trace_arg);
+	n->user_recvh(buf, len, flow, n->user_arg);
+}
+
+void net_trace_set(struct net *n, net_trace_h *h, void *arg)
+{
+	n->traceh = h;
+	n->trace_arg = arg;
+}
+
 int net_alloc(struct net **np, struct event_base *base, const struct config *cfg,
 	      net_recv_h *recvh, void *arg)
 {
@@ -46,8 +63,10 @@ int net_alloc(struct net **np, struct event_base *base, const struct config *cfg
 	if (!n)
 		return ENOMEM;
 	n->base = base;
-	n->recvh = recvh;
-	n->arg = arg;
+	n->recvh = net_recv_dispatch;
+	n->arg = n;
+	n->user_recvh = recvh;
+	n->user_arg = arg;
 	n->max_msg = cfg->limits.max_message_size;
 	n->max_conns = cfg->limits.max_tcp_connections;
 	n->max_conns_per_src = cfg->limits.max_tcp_connections_per_source;
@@ -136,11 +155,33 @@ void net_free(struct net **np)
 	*np = NULL;
 }
 
+/* The trace of a message sent: the transaction table hands flows with the peer's
+ * sockaddr alone (its compact copy), so the text form is made here when it is missing. */
+static void net_trace_out(struct net *n, const struct net_flow *flow, uint16_t port,
+			  const char *buf, size_t len)
+{
+	struct net_flow f;
+	const struct net_flow *use = flow;
+
+	if (!flow->src.ip[0] && flow->peer_len) {
+		f = *flow;
+		net_flow_set_peer(&f, flow->src.proto, (const struct sockaddr *)&flow->peer,
+				  flow->peer_len);
+		f.src.conn_id = flow->src.conn_id;
+		use = &f;
+	}
+	n->traceh(true, &use->src,
+		  use->src.proto == SIP_PROTO_UDP && port ? port : use->src.port, buf, len,
+		  n->trace_arg);
+}
+
 int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const char *buf,
 	     size_t len)
 {
 	if (!n || !flow || !buf)
 		return EINVAL;
+	if (n->traceh)
+		net_trace_out(n, flow, port, buf, len);
 	switch (flow->src.proto) {
 	case SIP_PROTO_UDP:
 		return net_udp_send(n, flow, port ? port : flow->src.port, buf, len);
@@ -149,6 +190,16 @@ int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const ch
 	default:
 		return ENOTSUP;
 	}
+}
+
+void net_stop_reading(struct net *n)
+{
+	n->reading_stopped = true;
+	for (size_t i = 0; i < n->n_listen; i++) {
+		if (n->udp[i])
+			event_del(n->udp[i]->ev);
+	}
+	net_tcp_stop_reading(n);
 }
 
 void net_stats_get(const struct net *n, struct net_stats *st)

@@ -4,6 +4,7 @@
 #define SIPREG_NET_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -48,6 +49,16 @@ int net_send(struct net *n, const struct net_flow *flow, uint16_t port, const ch
  * EAFNOSUPPORT (no listener of that kind) or EINVAL. */
 int net_flow_to(struct net *n, const struct sip_source *dst, struct net_flow *flow,
 		char *local, size_t local_len, uint16_t *local_port);
+/* Called for every message the transports hand up (out false: from peer) and every
+ * message net_send is given (out true: to peer, at port); buf is borrowed. */
+typedef void(net_trace_h)(bool out, const struct sip_source *peer, uint16_t port,
+			  const char *buf, size_t len, void *arg);
+/* Install (or with NULL remove) the trace hook; ops/debug.c's debug_trace is one. */
+void net_trace_set(struct net *n, net_trace_h *h, void *arg);
+
+/* Stop reading: no more datagrams, connections or stream bytes are taken in (SIGTERM's
+ * drain); what is sent still goes out. */
+void net_stop_reading(struct net *n);
 
 /* Counters for logs and benchmarks. rx_dropped: oversize datagrams and TCP streams
  * closed for an oversize or unframeable message; tx_dropped: sends that failed (full

@@ -36,8 +36,13 @@ struct net_tcp_listener {
 
 struct net {
 	struct event_base *base;
-	net_recv_h *recvh;
-	void *arg;
+	net_recv_h *recvh; /* net.c's: traces, then hands on to user_recvh */
+	net_recv_h *user_recvh;
+	void *arg;          /* the net itself, for recvh */
+	void *user_arg;
+	net_trace_h *traceh;
+	void *trace_arg;
+	bool reading_stopped;
 	size_t max_msg;
 	uint32_t max_conns;
 	uint32_t idle_timeout;

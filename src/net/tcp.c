@@ -606,7 +606,8 @@ static void tcp_retry(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	event_add(l->ev, NULL);
+	if (!l->net->reading_stopped)
+		event_add(l->ev, NULL);
 }
 
 static void tcp_accept(evutil_socket_t fd, short what, void *arg)
@@ -720,6 +721,23 @@ void net_tcp_close_all(struct net *n)
 	HMAP_FOREACH_SAFE(&n->conns, node, tmp, i)
 	{
 		conn_free(hmap_entry(node, struct net_conn, node));
+	}
+}
+
+void net_tcp_stop_reading(struct net *n)
+{
+	struct hmap_node *node, *tmp;
+	size_t i;
+
+	for (i = 0; i < n->n_listen; i++) {
+		if (n->tcp[i]) {
+			event_del(n->tcp[i]->ev);
+			event_del(n->tcp[i]->retry);
+		}
+	}
+	HMAP_FOREACH_SAFE(&n->conns, node, tmp, i)
+	{
+		event_del(hmap_entry(node, struct net_conn, node)->rev);
 	}
 }
 

@@ -15,11 +15,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ops/debug.h"
 #include "ops/show.h"
 #include "sipreg/log.h"
 
 /* Longest request line; anything longer is refused. */
 #define CONTROL_LINE_MAX 4096
+#define CONTROL_USAGE                                                                      \
+	"want: bindings [AOR] | dump [AOR] | unbind AOR [KEY] | users [DOMAIN] | " \
+	"debug ip ADDR [on|off] | " \
+	"debug list | stats"
 /* Connections at once; more wait in the listen backlog. */
 #define CONTROL_CONNS_MAX 16
 
@@ -40,6 +45,9 @@ struct control {
 	struct location *loc, *dir;
 	struct control_conn *conns;
 	size_t n_conns;
+	struct debug *debug;	  /* NULL: no "debug" */
+	control_stats_h *statsh; /* NULL: no "stats" */
+	void *stats_arg;
 };
 
 static void conn_free(struct control_conn *c)
@@ -180,6 +188,73 @@ static size_t words(char *line, char **w, size_t max)
 	return n;
 }
 
+/* "debug list": the traced addresses, one a line. */
+static void conn_debug_list(struct control_conn *c)
+{
+	struct debug *d = c->ctl->debug;
+
+	for (size_t i = 0; i < debug_ip_count(d); i++) {
+		conn_write(debug_ip_at(d, i), strlen(debug_ip_at(d, i)), c);
+		conn_write("\n", 1, c);
+	}
+	conn_finish(c, 0, NULL);
+}
+
+/* "debug ip ADDR [on|off]": on when not said, as Asterisk's "sip set debug ip". */
+static void conn_debug(struct control_conn *c, char **w, size_t n)
+{
+	struct debug *d = c->ctl->debug;
+	bool on = n < 4 || strcmp(w[3], "on") == 0;
+	char line[128];
+	int err;
+
+	if (!d) {
+		conn_finish(c, ENOTSUP, "this sipregd traces nothing");
+		return;
+	}
+	if (n == 2 && strcmp(w[1], "list") == 0) {
+		conn_debug_list(c);
+		return;
+	}
+	if (n < 3 || strcmp(w[1], "ip") != 0 || (n == 4 && !on && strcmp(w[3], "off") != 0)) {
+		conn_finish(c, EINVAL, "want: debug ip ADDR [on|off] | debug list");
+		return;
+	}
+	err = debug_ip_set(d, w[2], on);
+	if (err) {
+		conn_finish(c, err,
+			    err == ENOSPC ? "too many addresses traced already"
+					  : "want a numeric IPv4 or IPv6 address");
+		return;
+	}
+	log_info("control: tracing SIP of %s %s", w[2], on ? "on" : "off");
+	snprintf(line, sizeof(line), "debug ip %s %s\n", w[2], on ? "on" : "off");
+	conn_write(line, strlen(line), c);
+	conn_finish(c, 0, NULL);
+}
+
+/* "stats": the counters as "name value" lines (ops/stats.h). */
+static void conn_stats(struct control_conn *c)
+{
+	struct control *ctl = c->ctl;
+	struct ops_stats *st;
+
+	if (!ctl->statsh) {
+		conn_finish(c, ENOTSUP, "no counters here");
+		return;
+	}
+	/* A few KiB of per-code counters: not for the stack of a callback. */
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		conn_finish(c, ENOMEM, NULL);
+		return;
+	}
+	ctl->statsh(st, ctl->stats_arg);
+	stats_text(st, conn_write, c);
+	free(st);
+	conn_finish(c, 0, NULL);
+}
+
 static void conn_request(struct control_conn *c, char *line)
 {
 	struct control *ctl = c->ctl;
@@ -190,7 +265,7 @@ static void conn_request(struct control_conn *c, char *line)
 
 	c->now = (int64_t)time(NULL);
 	if (n == (size_t)-1 || n == 0) {
-		conn_finish(c, EINVAL, "want: bindings [AOR] | dump [AOR] | unbind AOR [KEY] | users [DOMAIN]");
+		conn_finish(c, EINVAL, CONTROL_USAGE);
 		return;
 	}
 	log_info("control: %s", w[0]);
@@ -211,8 +286,14 @@ static void conn_request(struct control_conn *c, char *line)
 	} else if (strcmp(w[0], "users") == 0 && n <= 2) {
 		snprintf(c->domain, sizeof(c->domain), "%s", n == 2 ? w[1] : "");
 		err = directory_user_iter(ctl->dir, on_user, c, &c->op);
+	} else if (strcmp(w[0], "debug") == 0) {
+		conn_debug(c, w, n);
+		return;
+	} else if (strcmp(w[0], "stats") == 0 && n == 1) {
+		conn_stats(c);
+		return;
 	} else {
-		conn_finish(c, EINVAL, "want: bindings [AOR] | dump [AOR] | unbind AOR [KEY] | users [DOMAIN]");
+		conn_finish(c, EINVAL, CONTROL_USAGE);
 		return;
 	}
 	if (err)
@@ -349,6 +430,21 @@ int control_alloc(struct control **cp, struct event_base *base, const char *path
 	}
 	*cp = ctl;
 	return 0;
+}
+
+int control_set_group(struct control *ctl, unsigned gid)
+{
+	if (chown(ctl->path, (uid_t)-1, (gid_t)gid) != 0 || chmod(ctl->path, 0660) != 0)
+		return errno;
+	return 0;
+}
+
+void control_set_ops(struct control *ctl, struct debug *dbg, control_stats_h *statsh,
+		     void *arg)
+{
+	ctl->debug = dbg;
+	ctl->statsh = statsh;
+	ctl->stats_arg = arg;
 }
 
 void control_free(struct control **cp)

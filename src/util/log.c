@@ -1,4 +1,5 @@
-/* Leveled logging to stderr with a timestamp; the one escaping of client-controlled text. */
+/* Leveled logging to stderr with a timestamp, or to syslog; the one escaping of
+ * client-controlled text. */
 #include "sipreg/log.h"
 
 #include <errno.h>
@@ -6,12 +7,15 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "sipreg/clock.h"
+#include "util/log_syslog.h"
 
 static enum log_level log_level_cur = LOG_INFO;
+static enum log_target log_target_cur = LOG_TARGET_STDERR;
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
 void log_set_level(enum log_level level)
@@ -79,14 +83,38 @@ const char *log_escape(const void *p, size_t len, char *buf, size_t cap)
 	return buf;
 }
 
-/* Writes a formatted record as one line: a control byte that still reaches the sink (the
- * multi-line text of a library's error message) is written as \xHH, never raw. */
-static void log_put(const char *text, size_t len)
+/* Where a finished record goes: text is one line, NUL-terminated, already escaped. */
+static void log_emit(enum log_level level, const char *text, size_t len)
 {
-	char out[4 * LOG_LINE_MAX];
-	size_t n = 0;
+	struct timespec ts;
+	struct tm tm;
+	char when[32];
 
-	for (size_t i = 0; i < len; i++) {
+	if (log_target_cur == LOG_TARGET_SYSLOG) {
+		log_syslog_write((int)level, text);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03ldZ %s: ", when, ts.tv_nsec / 1000000, log_names[level]);
+	fwrite(text, 1, len, stderr);
+	fputc('\n', stderr);
+}
+
+/* Formats a record into out (cap >= 4 * LOG_LINE_MAX + 8) as one line: a control byte
+ * that still reaches it (the multi-line text of a library's error message) is written as
+ * \xHH, never raw. Returns the length. */
+static size_t log_format(char *out, const char *fmt, va_list ap)
+{
+	char text[LOG_LINE_MAX];
+	int len = vsnprintf(text, sizeof(text), fmt, ap);
+	size_t n = 0, tlen;
+
+	if (len < 0)
+		len = 0;
+	tlen = (size_t)len >= sizeof(text) ? sizeof(text) - 1 : (size_t)len;
+	for (size_t i = 0; i < tlen; i++) {
 		unsigned char c = (unsigned char)text[i];
 
 		if (c >= 0x20 && c != 0x7f) {
@@ -98,53 +126,37 @@ static void log_put(const char *text, size_t len)
 		out[n++] = log_hex[c >> 4];
 		out[n++] = log_hex[c & 15];
 	}
-	fwrite(out, 1, n, stderr);
-}
-
-static void log_vput(const char *fmt, va_list ap)
-{
-	char text[LOG_LINE_MAX];
-	int n = vsnprintf(text, sizeof(text), fmt, ap);
-
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(text)) {
-		log_put(text, sizeof(text) - 1);
-		fputs(" (cut)", stderr);
-		return;
+	if ((size_t)len >= sizeof(text)) {
+		memcpy(out + n, " (cut)", 6);
+		n += 6;
 	}
-	log_put(text, (size_t)n);
+	out[n] = '\0';
+	return n;
 }
 
-static void log_prefix(enum log_level level)
-{
-	struct timespec ts;
-	struct tm tm;
-	char when[32];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ %s: ", when, ts.tv_nsec / 1000000, log_names[level]);
-}
+/* The formatted record, the " (cut)" mark and log_limited's count fit in it. */
+#define LOG_OUT_MAX (4 * LOG_LINE_MAX + 96)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
+	char out[LOG_OUT_MAX];
 	va_list ap;
+	size_t n;
 
 	if (level > log_level_cur)
 		return;
-	log_prefix(level);
 	va_start(ap, fmt);
-	log_vput(fmt, ap);
+	n = log_format(out, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	log_emit(level, out, n);
 }
 
 void log_limited(struct log_limit *ll, enum log_level level, const char *fmt, ...)
 {
+	char out[LOG_OUT_MAX];
 	int64_t now;
 	va_list ap;
+	size_t n;
 
 	if (level > log_level_cur)
 		return;
@@ -153,14 +165,46 @@ void log_limited(struct log_limit *ll, enum log_level level, const char *fmt, ..
 		ll->held++;
 		return;
 	}
-	log_prefix(level);
 	va_start(ap, fmt);
-	log_vput(fmt, ap);
+	n = log_format(out, fmt, ap);
 	va_end(ap);
 	if (ll->held)
-		fprintf(stderr, " (and %" PRIu64 " more like it since the previous one)",
-			ll->held);
-	fputc('\n', stderr);
+		n += (size_t)snprintf(out + n, sizeof(out) - n,
+				      " (and %" PRIu64 " more like it since the previous one)",
+				      ll->held);
+	log_emit(level, out, n);
 	ll->held = 0;
 	ll->next_ns = now + (int64_t)LOG_LIMIT_INTERVAL_S * 1000000000;
+}
+
+void log_trace(const char *head, const void *p, size_t len)
+{
+	size_t hlen = strlen(head), cap = 8 + hlen + 4 * len + 1;
+	char *out = malloc(cap);
+
+	if (!out) {
+		log_msg(LOG_WARN, "trace: %s(%zu bytes not shown: no memory)", head, len);
+		return;
+	}
+	memcpy(out, "trace: ", 7);
+	memcpy(out + 7, head, hlen);
+	/* Every byte fits escaped (4 each), so nothing is cut. */
+	log_escape(p, len, out + 7 + hlen, cap - 7 - hlen);
+	log_emit(LOG_INFO, out, strlen(out));
+	free(out);
+}
+
+void log_set_target(enum log_target target)
+{
+	if (target == LOG_TARGET_SYSLOG)
+		log_syslog_open();
+	else
+		log_syslog_close();
+	log_target_cur = target;
+}
+
+void log_reopen(void)
+{
+	if (log_target_cur == LOG_TARGET_SYSLOG)
+		log_syslog_open();
 }

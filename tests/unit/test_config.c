@@ -449,6 +449,49 @@ static void test_listen_errors_are_refused(void)
 		"twice");
 }
 
+static void test_operator_keys_land_and_are_checked(void)
+{
+	struct config *cfg = NULL;
+
+	CHECK_INT(load(&cfg, "log: {target: syslog}\n"
+			     "metrics: {listen: \"[::1]:9100\", health_window: 7}\n"
+			     "debug: {ip: [127.0.0.1, \"0:0:0:0:0:0:0:1\"]}\n"
+			     "user: sipreg\ngroup: sipreg-g\n"
+			     "control: {socket: /tmp/x.sock, group: ops}\n"),
+		  0);
+	if (!cfg)
+		return;
+	CHECK_INT(cfg->log_target, LOG_TARGET_SYSLOG);
+	CHECK_STR(cfg->metrics.addr, "::1");
+	CHECK_INT(cfg->metrics.port, 9100);
+	CHECK_INT(cfg->metrics.health_window, 7);
+	CHECK_INT(cfg->n_debug_ips, 2);
+	CHECK_STR(cfg->debug_ips[1], "::1"); /* the form a source address is written in */
+	CHECK_STR(cfg->run_user, "sipreg");
+	CHECK_STR(cfg->run_group, "sipreg-g");
+	CHECK_STR(cfg->control_group, "ops");
+	config_free(&cfg);
+	/* A bare port is loopback; nothing configured is no endpoint. */
+	CHECK_INT(load(&cfg, "metrics: {listen: 9090}\n"), 0);
+	if (cfg) {
+		CHECK_STR(cfg->metrics.addr, "127.0.0.1");
+		CHECK_INT(cfg->metrics.port, 9090);
+		CHECK_INT(cfg->metrics.health_window, 5);
+	}
+	config_free(&cfg);
+	CHECK_INT(load(&cfg, "{}\n"), 0);
+	if (cfg)
+		CHECK_INT(cfg->metrics.port, 0);
+	config_free(&cfg);
+	REFUSED("log: {target: file}\n", 1, "log.target", "stderr or syslog");
+	REFUSED("metrics: {listen: localhost:9090}\n", 1, "metrics.listen", "numeric");
+	REFUSED("metrics: {listen: \"::1:9090\"}\n", 1, "metrics.listen", "[ADDR]:PORT");
+	REFUSED("metrics: {listen: 127.0.0.1:0}\n", 1, "metrics.listen", "PORT");
+	REFUSED("metrics: {listen: 127.0.0.1:70000}\n", 1, "metrics.listen", "PORT");
+	REFUSED("debug: {ip: [example.com]}\n", 1, "debug.ip[0]", "numeric IP address");
+	REFUSED("debug: {ip: 127.0.0.1}\n", 1, "debug.ip", "expected a list");
+}
+
 static void test_registrar_values_are_checked(void)
 {
 	REFUSED("# comment\n\nregistrar:\n  min_expires: abc\n", 4, "registrar.min_expires",
@@ -802,6 +845,7 @@ int main(void)
 	RUN(test_user_auth_off_needs_no_secret);
 	RUN(test_listen_ipv6_and_ipv4);
 	RUN(test_listen_errors_are_refused);
+	RUN(test_operator_keys_land_and_are_checked);
 	RUN(test_registrar_values_are_checked);
 	RUN(test_max_message_size_is_bounded_by_a_udp_datagram);
 	RUN(test_tcp_output_and_source_limits_are_checked);

@@ -159,11 +159,47 @@ static void test_log_record_is_one_line_whatever_reaches_it(void)
 	free(out);
 }
 
+/* A 5000-byte message: past the 2 KiB cap of other records. */
+static void long_trace(void *arg)
+{
+	char *msg = arg;
+
+	log_trace("udp in from 127.0.0.1:5062 (5000 bytes): ", msg, 5000);
+}
+
+static void test_log_trace_writes_a_whole_message_on_one_line_at_any_level(void)
+{
+	char *msg = malloc(5000), *out, *p;
+	size_t crlf = 0;
+
+	if (!msg)
+		return;
+	for (size_t i = 0; i < 5000; i++)
+		msg[i] = (i % 50 == 48) ? '\r' : (i % 50 == 49) ? '\n' : (char)('a' + i % 26);
+	log_set_level(LOG_ERR); /* a trace is written whatever the level */
+	out = capture_stderr(long_trace, msg);
+	log_set_level(LOG_INFO);
+	CHECK(out != NULL);
+	CHECK_INT(count_lines(out), 1);
+	p = out ? strstr(out, "info: trace: udp in from 127.0.0.1:5062 (5000 bytes): ") : NULL;
+	CHECK(p != NULL);
+	for (char *q = p; q && (q = strstr(q, "\\x0d\\x0a")); q += 8)
+		crlf++;
+	CHECK_INT(crlf, 100);
+	/* Every byte is there: 4800 letters and 100 CR LF, 8 characters each escaped. */
+	CHECK(p && strlen(p) == strlen("info: trace: udp in from 127.0.0.1:5062 (5000 bytes): ") +
+					 4800 + 800 + 1);
+	CHECK(out && !strstr(out, "(cut)"));
+	free(out);
+	free(msg);
+}
+
 int main(void)
 {
 	RUN(test_log_escape_keeps_printable_text_and_hexes_the_rest);
 	RUN(test_log_escape_cuts_long_values_with_a_visible_mark);
 	RUN(test_log_record_is_one_line_whatever_reaches_it);
+	RUN(test_log_trace_writes_a_whole_message_on_one_line_at_any_level);
 	RUN(test_log_limited_writes_once_per_interval_and_counts_the_rest);
 	RUN(test_log_limited_below_the_level_writes_and_holds_nothing);
 	CHECK_DONE();
