@@ -150,7 +150,7 @@ static int binding_dn(const struct lb_op *op, const struct sip_str *key, char **
 	return *dnp ? 0 : ENOMEM;
 }
 
-static int write_push(struct lb_op *op, enum lb_wkind kind, size_t change, char *dn)
+int lb_write_push(struct lb_op *op, enum lb_wkind kind, size_t change, char *dn)
 {
 	struct lb_write *v = realloc(op->writes, (op->n_writes + 1) * sizeof(*v));
 
@@ -217,7 +217,7 @@ static int apply_decide(struct lb_op *op)
 		if (s->drop) {
 			char *dn = strdup(s->dn);
 
-			err = dn ? write_push(op, W_DELETE, 0, dn) : ENOMEM;
+			err = dn ? lb_write_push(op, W_DELETE, 0, dn) : ENOMEM;
 		}
 	}
 	for (size_t i = 0; !op->req.wildcard && i < op->req.n_changes && !err; i++) {
@@ -235,9 +235,9 @@ static int apply_decide(struct lb_op *op)
 		if (s)
 			s->drop = true;
 		if (s && op->changes[i].expires == 0)
-			err = write_push(op, W_DELETE, i, dn);
+			err = lb_write_push(op, W_DELETE, i, dn);
 		else
-			err = write_push(op, s ? W_MODIFY : W_ADD, i, dn);
+			err = lb_write_push(op, s ? W_MODIFY : W_ADD, i, dn);
 	}
 	return err;
 }
@@ -399,11 +399,24 @@ int lb_send_bindings_read(struct lb_op *op)
 
 	op->step = ST_READ;
 	if (op->kind == LB_ITERATE) {
+		/* Page by page (RFC 2696): one search would stop at the server's size limit
+		 * (500 entries for binds other than slapd's rootdn), silently. Non-critical: a
+		 * server without paging answers in one go. */
+		LDAPControl *page = NULL, *ctrls[2] = {NULL, NULL};
+
 		filter = lb_str_printf("(&(objectClass=sipregBinding)(sipregExpires>=%lld))",
-				    (long long)op->now + 1);
-		err = filter ? lb_send_search(op, op->be->conf->bindings_base, LDAP_SCOPE_SUBTREE,
-					   filter, binding_attrs)
-			     : ENOMEM;
+				       (long long)op->now + 1);
+		if (!filter ||
+		    ldap_create_page_control(op->conn->ld, LB_PAGE_SIZE,
+					     op->cookie.bv_len ? &op->cookie : NULL, 0,
+					     &page) != LDAP_SUCCESS) {
+			free(filter);
+			return ENOMEM;
+		}
+		ctrls[0] = page;
+		err = lb_send_search_ext(op, op->be->conf->bindings_base, LDAP_SCOPE_SUBTREE,
+					 filter, binding_attrs, ctrls, 0);
+		ldap_control_free(page);
 		free(filter);
 		return err;
 	}
@@ -545,6 +558,40 @@ bool lb_on_apply(struct lb_op *op, LDAPMessage *msg)
 	}
 }
 
+/* The end of one page of a listing: ask for the next while the server hands a cookie. */
+static bool iterate_page_done(struct lb_op *op, LDAPMessage *msg)
+{
+	LDAPControl **ctrls = NULL, *pr;
+	int rc = LDAP_OTHER, err;
+	ber_int_t estimate = 0;
+
+	if (ldap_parse_result(op->conn->ld, msg, &rc, NULL, NULL, NULL, &ctrls, 0) !=
+	    LDAP_SUCCESS)
+		rc = LDAP_OTHER;
+	if (op->cookie.bv_val)
+		ber_memfree(op->cookie.bv_val);
+	op->cookie = (struct berval){0};
+	pr = rc == LDAP_SUCCESS ? ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, ctrls, NULL)
+				: NULL;
+	if (pr && ldap_parse_pageresponse_control(op->conn->ld, pr, &estimate, &op->cookie) !=
+		      LDAP_SUCCESS)
+		rc = LDAP_OTHER;
+	ldap_controls_free(ctrls);
+	if (rc != LDAP_SUCCESS) {
+		/* A listing cut short must not look complete. */
+		if (rc == LDAP_SIZELIMIT_EXCEEDED || rc == LDAP_ADMINLIMIT_EXCEEDED)
+			log_limited(&op->be->ll_conn, LOG_WARN,
+				    "ldap: listing the bindings: %s (the server limits paged "
+				    "searches of this bind DN)", ldap_err2string(rc));
+		return lb_op_complete(op, lb_errno_of(rc), NULL, NULL);
+	}
+	if (!op->cookie.bv_len)
+		return lb_op_complete(op, 0, NULL, NULL);
+	lb_op_rearm(op);
+	err = lb_send_bindings_read(op);
+	return err ? lb_op_complete(op, err, NULL, NULL) : true;
+}
+
 bool lb_on_read(struct lb_op *op, LDAPMessage *msg)
 {
 	LDAP *ld = op->conn->ld;
@@ -575,6 +622,8 @@ bool lb_on_read(struct lb_op *op, LDAPMessage *msg)
 	if (ldap_msgtype(msg) != LDAP_RES_SEARCH_RESULT && op->step == ST_READ)
 		return true;
 	op->msgid = -1;
+	if (op->kind == LB_ITERATE)
+		return iterate_page_done(op, msg);
 	rc = lb_result_code(op, msg);
 	if (op->kind == LB_UNBIND) {
 		if (op->step == ST_READ) {

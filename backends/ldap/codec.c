@@ -79,10 +79,16 @@ bool lb_entry_is(LDAP *ld, LDAPMessage *e, const char *cls)
 }
 
 int lb_send_search(struct lb_op *op, const char *base, int scope, const char *filter,
-		       const char *const *attrs)
+		   const char *const *attrs)
 {
-	int rc = ldap_search_ext(op->conn->ld, base, scope, filter, (char **)attrs, 0, NULL, NULL,
-				 NULL, 0, &op->msgid);
+	return lb_send_search_ext(op, base, scope, filter, attrs, NULL, 0);
+}
+
+int lb_send_search_ext(struct lb_op *op, const char *base, int scope, const char *filter,
+		       const char *const *attrs, LDAPControl **ctrls, int sizelimit)
+{
+	int rc = ldap_search_ext(op->conn->ld, base, scope, filter, (char **)attrs, 0, ctrls,
+				 NULL, NULL, sizelimit, &op->msgid);
 
 	if (rc != LDAP_SUCCESS) {
 		lb_conn_broken(op->conn);

@@ -30,6 +30,13 @@
 #define LB_BACKOFF_MAX_MS 5000u
 #define LB_QUEUE_MAX	  4096u /* ops waiting for a connection */
 #define LB_NUM_MAX	  24	/* digits of an int64 and a sign */
+/* Entries per page of a listing (RFC 2696): below slapd's default size limit of 500 for
+ * binds other than the rootdn, so no page is ever cut short by it. */
+#define LB_PAGE_SIZE	  250
+/* Entries one sweep search asks for: one batch, deleted before the next is read. */
+#define LB_SWEEP_BATCH	  250u
+/* Batches in a row while each came back full, before waiting sweep_s again. */
+#define LB_SWEEP_REPEAT	  40u
 
 struct lb_be;
 
@@ -49,7 +56,17 @@ struct lb_conn {
 	size_t n_ops; /* ops holding this connection */
 };
 
-enum lb_kind { LB_APPLY, LB_FETCH, LB_ITERATE, LB_FIND, LB_PUT, LB_DEL, LB_USER_ITER, LB_UNBIND };
+enum lb_kind {
+	LB_APPLY,
+	LB_FETCH,
+	LB_ITERATE,
+	LB_FIND,
+	LB_PUT,
+	LB_DEL,
+	LB_USER_ITER,
+	LB_UNBIND,
+	LB_SWEEP, /* the backend's own: expired bindings and empty AOR entries */
+};
 
 enum lb_step {
 	ST_IDLE,
@@ -60,6 +77,9 @@ enum lb_step {
 	ST_LOOKUP,   /* put/del: the user's entry */
 	ST_PUT,	     /* put: add or modify; del: delete */
 	ST_READBACK, /* put: read the entry back into the mirror */
+	ST_SWEEP_BINDINGS, /* sweep: a batch of expired binding entries */
+	ST_SWEEP_AORS,	   /* sweep: a batch of AOR entries without bindings */
+	ST_SWEEP_DEL,	   /* sweep: one delete under assertion */
 };
 
 /* A binding owned by an op (strings malloc'd). */
@@ -76,6 +96,7 @@ struct lb_write {
 	enum lb_wkind kind;
 	size_t change; /* W_ADD/W_MODIFY: index into changes */
 	char *dn;
+	int64_t version, committed; /* sweep of an AOR entry: the values it was read with */
 };
 
 struct lb_op {
@@ -119,6 +140,11 @@ struct lb_op {
 	char *dn;
 	bool has_sipreg_class;
 	size_t found;
+
+	/* iterate: the paged results cookie (RFC 2696), libldap's memory */
+	struct berval cookie;
+	/* sweep: this batch came back full (more may wait) */
+	bool full;
 };
 
 struct lb_alias {
@@ -156,7 +182,10 @@ struct lb_be {
 	bool dir_ready, sync_refused, refreshing;
 	bool closing;
 	bool *alive; /* set while a callback may close the backend */
-	struct log_limit ll_conn;
+	struct log_limit ll_conn, ll_sweep;
+	struct event *sweep_ev; /* the next sweep (location backends only) */
+	struct lb_op *sweep;	/* the sweep in progress */
+	unsigned sweep_rounds;	/* full batches in a row */
 };
 
 static const struct sip_str empty_str = {.p = "", .len = 0};
@@ -198,6 +227,9 @@ int64_t lb_attr_int(LDAP *ld, LDAPMessage *e, const char *attr, int64_t dflt);
 bool lb_entry_is(LDAP *ld, LDAPMessage *e, const char *cls);
 int lb_send_search(struct lb_op *op, const char *base, int scope, const char *filter,
 		       const char *const *attrs);
+/* lb_send_search with server controls (borrowed) and a size limit (0: the server's). */
+int lb_send_search_ext(struct lb_op *op, const char *base, int scope, const char *filter,
+		       const char *const *attrs, LDAPControl **ctrls, int sizelimit);
 void lb_mods_bytes(struct mods *m, int op, const char *attr, const void *p, size_t len);
 /* A string attribute; empty: none (REPLACE removes it, ADD leaves it out). */
 void lb_mods_str(struct mods *m, int op, const char *attr, const struct sip_str *s);
@@ -226,6 +258,9 @@ bool lb_op_complete(struct lb_op *op, int err, const struct binding_set *set,
 			const struct dir_user *u);
 /* Complete op from its timer: never inside the call that started it. */
 void lb_op_defer(struct lb_op *op, int err);
+/* Push op's deadline timeout_ms from now: for long ops made of bounded steps (a listing's
+ * pages, a sweep's batches), where each step, not the whole, must answer in time. */
+void lb_op_rearm(struct lb_op *op);
 /* Send op's first request on a connection that is up, or queue it. */
 int lb_op_dispatch(struct lb_op *op);
 /* One message for an op; false when a callback closed the backend. */
@@ -276,7 +311,19 @@ bool lb_on_user(struct lb_op *op, LDAPMessage *msg);
 /* fetch, iterate, unbind: the live bindings (of one AOR, or all). */
 int lb_send_bindings_read(struct lb_op *op);
 int lb_send_apply_read(struct lb_op *op);
+/* Append a write to op->writes, taking dn (freed on failure too). */
+int lb_write_push(struct lb_op *op, enum lb_wkind kind, size_t change, char *dn);
 bool lb_on_apply(struct lb_op *op, LDAPMessage *msg);
 bool lb_on_read(struct lb_op *op, LDAPMessage *msg);
+
+/* ---- sweep.c ------------------------------------------------------------ */
+
+/* Arm the periodic sweep (a location backend: conf->sweeps). 0 or ENOMEM. */
+int lb_sweep_init(struct lb_be *be);
+void lb_sweep_fini(struct lb_be *be);
+/* The sweep op finished (from op_complete): schedule the next one. */
+void lb_sweep_done(struct lb_be *be, int err);
+int lb_send_sweep(struct lb_op *op);
+bool lb_on_sweep(struct lb_op *op, LDAPMessage *msg);
 
 #endif

@@ -30,7 +30,10 @@
  *   under the RFC 4528 assertion control (sipregVersion=v, sipregCommitted=v), writes the
  *   binding entries, and commits (sipregCommitted = new version, asserted). A claim that
  *   fails, or an AOR claimed by someone else less than timeout_ms ago, is retried from the
- *   read, so two instances never interleave their writes for one AOR and CSeq order holds. */
+ *   read, so two instances never interleave their writes for one AOR and CSeq order holds.
+ * - Expiry: sweep.c removes expired binding entries and empty AOR entries every sweep_s,
+ *   in batches, each delete under an assertion that keeps it safe against a REGISTER.
+ *   Listings (iterate) page with RFC 2696 so no search meets the server's size limit. */
 #include "internal.h"
 
 static void lb_close(void *p)
@@ -55,6 +58,7 @@ static void lb_close(void *p)
 		lb_op_complete(op, ECANCELED, NULL, NULL);
 		be->alive = NULL;
 	}
+	lb_sweep_fini(be);
 	for (i = 0; i < be->n_conns; i++) {
 		lb_conn_teardown(&be->conns[i]);
 		if (be->conns[i].tmo)
@@ -109,6 +113,8 @@ static int lb_open(void **bep, const void *confp, struct event_base *base,
 		if (!c->tmo)
 			err = ENOMEM;
 	}
+	if (!err)
+		err = lb_sweep_init(be);
 	if (err) {
 		lb_close(be);
 		return err;

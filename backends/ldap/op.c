@@ -63,6 +63,8 @@ void lb_op_free(struct lb_op *op)
 		lb_str_free(&op->aliases[i]);
 	free(op->aliases);
 	free(op->dn);
+	if (op->cookie.bv_val)
+		ber_memfree(op->cookie.bv_val);
 	free(op);
 }
 
@@ -181,12 +183,24 @@ bool lb_op_complete(struct lb_op *op, int err, const struct binding_set *set,
 	case LB_UNBIND:
 		op->cb.done(err, op->arg);
 		break;
+	case LB_SWEEP:
+		lb_sweep_done(be, err); /* no caller: the backend's own work */
+		break;
 	}
 	lb_op_free(op);
 	if (!alive)
 		return false;
 	be->alive = NULL;
 	return true;
+}
+
+void lb_op_rearm(struct lb_op *op)
+{
+	uint32_t ms = op->be->conf->timeout_ms;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+	op->deadline_ns = clock_mono_ns() + (int64_t)ms * CLOCK_NS_PER_MS;
+	evtimer_add(op->ev, &tv);
 }
 
 /* Complete op from its timer: never inside the call that started it. */
@@ -231,6 +245,8 @@ int lb_op_dispatch(struct lb_op *op)
 	case LB_PUT:
 	case LB_DEL:
 		return lb_send_user_lookup(op);
+	case LB_SWEEP:
+		return lb_send_sweep(op);
 	case LB_FIND:
 	case LB_USER_ITER:
 		break;
@@ -251,6 +267,8 @@ bool lb_op_on_msg(struct lb_op *op, LDAPMessage *msg)
 	case LB_PUT:
 	case LB_DEL:
 		return lb_on_user(op, msg);
+	case LB_SWEEP:
+		return lb_on_sweep(op, msg);
 	default:
 		return true;
 	}
