@@ -34,6 +34,8 @@
  * binds other than the rootdn, so no page is ever cut short by it. */
 #define LB_PAGE_SIZE	  250
 /* Entries one sweep search asks for: one batch, deleted before the next is read. */
+/* Aliases one user_put writes at most (as many as a listed pg user shows). */
+#define LB_ALIASES_MAX	  256u
 #define LB_SWEEP_BATCH	  250u
 /* Batches in a row while each came back full, before waiting sweep_s again. */
 #define LB_SWEEP_REPEAT	  40u
@@ -76,6 +78,7 @@ enum lb_step {
 	ST_COMMIT,   /* apply: sipregCommitted = the claimed version */
 	ST_LOOKUP,   /* put/del: the user's entry */
 	ST_PUT,	     /* put: add or modify; del: delete */
+	ST_ALIASES,  /* put: does another entry hold one of the aliases? */
 	ST_READBACK, /* put: read the entry back into the mirror */
 	ST_SWEEP_BINDINGS, /* sweep: a batch of expired binding entries */
 	ST_SWEEP_AORS,	   /* sweep: a batch of AOR entries without bindings */
@@ -138,7 +141,7 @@ struct lb_op {
 	struct sip_str *aliases;
 	enum dir_put mode;
 	char *dn;
-	bool has_sipreg_class;
+	bool has_sipreg_class, alias_clash;
 	size_t found;
 
 	/* iterate: the paged results cookie (RFC 2696), libldap's memory */

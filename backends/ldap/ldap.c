@@ -355,8 +355,12 @@ static int lb_user_put(void *p, const struct dir_user *u, enum dir_put mode,
 	if (be->closing)
 		return ECANCELED;
 	if (!provisionable(&u->username) || (u->domain.len && !provisionable(&u->domain)) ||
-	    u->n_aliases > 7)
+	    u->n_aliases > LB_ALIASES_MAX)
 		return EINVAL;
+	for (size_t i = 0; i < u->n_aliases; i++) {
+		if (!provisionable(&u->aliases[i]))
+			return EINVAL;
+	}
 	op = lb_op_new(be, LB_PUT, arg);
 	if (!op)
 		return ENOMEM;

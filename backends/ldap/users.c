@@ -48,11 +48,9 @@ static int send_user_write(struct lb_op *op)
 	char *rdn = NULL, *uid = NULL, *sipuri = NULL;
 	struct sip_str id;
 	int err = 0, rc;
-	LDAPMod *extra[8] = {NULL};
-	struct berval av[8];
-	struct berval *avp[8][8];
-	LDAPMod am[8];
-	size_t n_alias = op->user.n_aliases < 7 ? op->user.n_aliases : 7;
+	LDAPMod am;
+	size_t n_alias = op->user.n_aliases;
+	struct berval *av = NULL, **avp = NULL;
 
 	op->step = ST_PUT;
 	if (op->kind == LB_DEL)
@@ -110,18 +108,22 @@ static int send_user_write(struct lb_op *op)
 	else if (a->max_contacts && mode == LDAP_MOD_REPLACE)
 		lb_mods_bytes(&m, mode, a->max_contacts, NULL, 0);
 	if (a->alias && (n_alias || mode == LDAP_MOD_REPLACE)) {
-		/* Every alias in one modification (multi-valued). */
+		/* Every alias in one modification (multi-valued), as many as were given. */
+		av = calloc(n_alias + 1, sizeof(*av));
+		avp = calloc(n_alias + 1, sizeof(*avp));
+		if (!av || !avp) {
+			err = ENOMEM;
+			goto out;
+		}
 		for (size_t i = 0; i < n_alias; i++) {
 			av[i].bv_val = (char *)op->aliases[i].p;
 			av[i].bv_len = op->aliases[i].len;
-			avp[0][i] = &av[i];
+			avp[i] = &av[i];
 		}
-		avp[0][n_alias] = NULL;
-		am[0].mod_op = mode | LDAP_MOD_BVALUES;
-		am[0].mod_type = a->alias;
-		am[0].mod_bvalues = avp[0];
-		extra[0] = &am[0];
-		m.v[m.n++] = extra[0];
+		am.mod_op = mode | LDAP_MOD_BVALUES;
+		am.mod_type = a->alias;
+		am.mod_bvalues = avp;
+		m.v[m.n++] = &am;
 		m.v[m.n] = NULL;
 	}
 	if (mode == LDAP_MOD_ADD)
@@ -130,6 +132,8 @@ static int send_user_write(struct lb_op *op)
 		rc = ldap_modify_ext(op->conn->ld, op->dn, m.v, NULL, NULL, &op->msgid);
 	err = lb_check_rc(op, rc);
 out:
+	free(av);
+	free(avp);
 	free(rdn);
 	free(uid);
 	free(sipuri);
@@ -143,6 +147,69 @@ static int send_readback(struct lb_op *op)
 	op->step = ST_READBACK;
 	return lb_send_search(op, op->dn, LDAP_SCOPE_BASE, "(objectClass=*)",
 			   lb_user_attrs(op->be, attrs));
+}
+
+/* put with aliases: is any of them held by another entry? Searched in LDAP (the truth),
+ * not the mirror, which may lag a write made elsewhere by a moment. */
+static int send_alias_check(struct lb_op *op)
+{
+	static const char *const no_attrs[] = {"1.1", NULL};
+	const struct ldap_conf *c = op->be->conf;
+	size_t cap = 64, len = 0;
+	char *filter = malloc(cap), *v = NULL;
+	int err = filter ? 0 : ENOMEM;
+
+	op->step = ST_ALIASES;
+	op->alias_clash = false;
+	for (size_t i = 0; !err && i <= op->user.n_aliases + 1; i++) {
+		const char *piece;
+		char *tmp = NULL;
+		size_t n;
+
+		if (i == 0)
+			tmp = lb_str_printf("(&%s(|", c->filter);
+		else if (i <= op->user.n_aliases)
+			tmp = (err = lb_filter_escape(&op->aliases[i - 1], &v)) ? NULL
+			      : lb_str_printf("(%s=%s)", c->attrs.alias, v);
+		else
+			tmp = strdup("))");
+		free(v);
+		v = NULL;
+		if (!tmp) {
+			err = err ? err : ENOMEM;
+			break;
+		}
+		piece = tmp;
+		n = strlen(piece);
+		if (len + n + 1 > cap) {
+			char *nf;
+
+			while (len + n + 1 > cap)
+				cap *= 2;
+			nf = realloc(filter, cap);
+			if (!nf) {
+				free(tmp);
+				err = ENOMEM;
+				break;
+			}
+			filter = nf;
+		}
+		memcpy(filter + len, piece, n + 1);
+		len += n;
+		free(tmp);
+	}
+	if (!err)
+		err = lb_send_search(op, c->users_base, LDAP_SCOPE_SUBTREE, filter, no_attrs);
+	free(filter);
+	return err;
+}
+
+/* The lookup found what the put needs: check the aliases first when there are any. */
+static int send_after_lookup(struct lb_op *op)
+{
+	if (op->kind == LB_PUT && op->user.n_aliases && op->be->conf->attrs.alias)
+		return send_alias_check(op);
+	return send_user_write(op);
 }
 
 bool lb_on_user(struct lb_op *op, LDAPMessage *msg)
@@ -167,6 +234,14 @@ bool lb_on_user(struct lb_op *op, LDAPMessage *msg)
 					lb_str_dup(&op->s2, raw, sizeof(raw));
 				ldap_value_free_len(vals);
 			}
+		} else if (op->step == ST_ALIASES) {
+			char *dn = ldap_get_dn(ld, msg);
+
+			/* Another entry (or, for a create, any entry) already holds one. */
+			if (!dn || !op->dn || op->mode == DIR_PUT_CREATE ||
+			    strcasecmp(dn, op->dn) != 0)
+				op->alias_clash = true;
+			ldap_memfree(dn);
 		} else if (op->step == ST_READBACK) {
 			if (lb_mirror_put_plain(op->be, ld, msg))
 				return lb_op_complete(op, ENOMEM, NULL, NULL);
@@ -187,7 +262,14 @@ bool lb_on_user(struct lb_op *op, LDAPMessage *msg)
 			return lb_op_complete(op, ENOENT, NULL, NULL);
 		if (op->found > 1)
 			return lb_op_complete(op, EEXIST, NULL, NULL); /* ambiguous: refuse */
-		err = op->dn || op->kind == LB_PUT ? send_user_write(op) : ENOMEM;
+		err = op->dn || op->kind == LB_PUT ? send_after_lookup(op) : ENOMEM;
+		return err ? lb_op_complete(op, err, NULL, NULL) : true;
+	case ST_ALIASES:
+		if (rc != LDAP_SUCCESS)
+			return lb_op_complete(op, lb_errno_of(rc), NULL, NULL);
+		if (op->alias_clash)
+			return lb_op_complete(op, EEXIST, NULL, NULL);
+		err = send_user_write(op);
 		return err ? lb_op_complete(op, err, NULL, NULL) : true;
 	case ST_PUT:
 		if (rc != LDAP_SUCCESS) {

@@ -2,7 +2,9 @@
 """Bindings kept in LDAP (location: {backend: ldap}) against a throwaway slapd
 (tests/lib/ldap_harness.py), bound as a service account (not the rootdn) so slapd's default
 limits apply: expired bindings and empty AOR entries are swept by the backend in batches;
-`sipregctl bindings` pages past slapd's 500-entry size limit."""
+`sipregctl bindings` pages past slapd's 500-entry size limit; sipregctl provisions users in
+LDAP (add with many aliases, passwd, del, list; alias clashes refused) who then register with
+digest, and lists and removes their bindings."""
 
 import hashlib
 import os
@@ -12,8 +14,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from sipreg_test import (Sipregd, SkipTest, check, check_eq, run_tests,  # noqa: E402
-                         to_yaml, wait_until)
+from sipreg_test import (UA, Sipregd, SkipTest, check, check_eq,  # noqa: E402
+                         register_with_auth, run_tests, to_yaml, wait_until)
 import ldap_harness  # noqa: E402
 
 DOMAIN = "example.com"
@@ -132,6 +134,63 @@ def test_ldap_bindings_listing_pages_past_the_servers_size_limit():
         check_eq(len(out), n + 1, "header + every binding (%d lines)" % len(out))
         keys = set(line.split("\t")[1] for line in out[1:])
         check_eq(len(keys), n, "each binding once")
+
+
+def wait_status(c, user, password, want, limit=2.0):
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < limit:
+        last = register_with_auth(c, user, password, contacts=["sip:%s@127.0.0.1:5999" % user],
+                                  expires=600)[0].status
+        if last == want:
+            return
+        time.sleep(0.05)
+    raise AssertionError("%s: %s after %.1f s, wanted %d" % (user, last, limit, want))
+
+
+def test_ldap_sipregctl_provisions_users_who_register_with_digest():
+    if not SIPREGCTL:
+        raise SkipTest("SIPREGCTL not set")
+    with ldap_harness.LdapServer() as ld, tempfile.TemporaryDirectory() as tmp:
+        sec = ld.conf(service=True)
+        cfg = {"directory": dict(sec), "location": dict(sec), "users": None,
+               "auth": {"enabled": True}}
+        path = write_config(tmp, cfg)
+        aliases = ["zoe%d@%s" % (i, DOMAIN) for i in range(12)]  # more than 7
+        args = ["user", "add", "zoe@" + DOMAIN, "--password", "zoe-pw"]
+        for a in aliases:
+            args += ["--alias", a]
+        ctl(path, *args)
+        out = ld.ldapsearch("ou=users," + ld.base, "(SIPIdentityUserName=zoe)", "sipregAlias")
+        check_eq(sorted(l.split(": ", 1)[1] for l in out.splitlines()
+                        if l.startswith("sipregAlias: ")), sorted(aliases), "every alias")
+        r = ctl(path, "user", "add", "yan@" + DOMAIN, "--password", "y", "--alias",
+                "zoe3@" + DOMAIN, check_rc=False)
+        check(r.returncode == 1 and "exists" in r.stderr, "an alias clash: %r" % r.stderr)
+        check_eq(ld.ldapsearch("ou=users," + ld.base, "(SIPIdentityUserName=yan)", "1.1"), "",
+                 "nothing written for the clash")
+        ctl(path, "user", "add", "yan@" + DOMAIN, "--password", "yan-pw")
+        listed = ctl(path, "user", "list").stdout
+        check("zoe@" + DOMAIN in listed and "yan@" + DOMAIN in listed, "listed: " + listed)
+        with Sipregd(cfg) as d, d.client("udp") as c:
+            wait_status(c, "zoe", "zoe-pw", 200)
+            wait_status(c, "yan", "wrong", 403)
+            lines = ctl(path, "bindings").stdout.splitlines()
+            check_eq(len(lines), 2, "header + zoe's binding: %r" % lines)
+            check(lines[1].startswith("zoe@" + DOMAIN), lines[1])
+            ctl(path, "unbind", "zoe@" + DOMAIN)
+            check_eq(len(ctl(path, "bindings").stdout.splitlines()), 1, "unbound")
+            ctl(path, "user", "passwd", "zoe@" + DOMAIN, "--password", "zoe-new")
+            wait_status(c, "zoe", "zoe-new", 200)
+            wait_status(c, "zoe", "zoe-pw", 403)
+            ctl(path, "user", "del", "zoe@" + DOMAIN)
+            r = c.transact(UA(c, "zoe").register_req())
+            deadline = time.monotonic() + 2
+            while r.status != 404 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                r = c.transact(UA(c, "zoe").register_req())
+            check_eq(r.status, 404, "deleted")
+            check("zoe@" + DOMAIN not in ctl(path, "user", "list").stdout, "no longer listed")
 
 
 if __name__ == "__main__":
