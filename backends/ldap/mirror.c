@@ -506,6 +506,16 @@ static void sync_result(struct lb_conn *c, LDAPMessage *msg)
 		lb_sync_start(c);
 		return;
 	}
+	if (rc == LDAP_SIZELIMIT_EXCEEDED || rc == LDAP_ADMINLIMIT_EXCEEDED) {
+		/* A partial copy would answer 404 for users that exist: never ready on it. */
+		log_limited(&be->ll_conn, LOG_ERR,
+			    "ldap: the users under %s exceed the server's size limit for %s: the "
+			    "user mirror cannot load; give that bind DN size=unlimited in slapd's "
+			    "limits (docs/ldap.md, Limits)",
+			    be->conf->users_base, be->conf->bind_dn ? be->conf->bind_dn : "this bind");
+		lb_conn_fail(c, ldap_err2string(rc));
+		return;
+	}
 	if (rc != LDAP_SUCCESS) {
 		lb_conn_fail(c, ldap_err2string(rc));
 		return;
