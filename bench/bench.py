@@ -75,7 +75,8 @@ def write_users_csv(path, n):
                     % (i, i, i, i))
 
 
-def write_config(path, port, n_users, auth, backend, conninfo, extra=()):
+def write_config(path, port, n_users, auth, backend, conninfo, extra=(), ldap=None,
+                 location="memory"):
     lines = [
         "# written by bench/bench.py for one benchmark step",
         "instance_id: bench",
@@ -93,6 +94,9 @@ def write_config(path, port, n_users, auth, backend, conninfo, extra=()):
     if backend == "pg":
         lines.append("directory: {backend: pg, conninfo: \"%s\"}" % conninfo)
         lines.append("location: {backend: pg, conninfo: \"%s\"}" % conninfo)
+    elif backend == "ldap":
+        lines.append("directory: {%s}" % ldap)
+        lines.append("location: {%s}" % (ldap if location == "ldap" else "backend: memory"))
     else:
         lines.append("directory: {backend: memory}")
         lines.append("location: {backend: memory}")
@@ -415,6 +419,60 @@ class PgSetup:
         return tree_ticks(self.cluster.proc.pid)
 
 
+# ---- LDAP backend ---------------------------------------------------------------------
+
+class LdapSetup:
+    """A throwaway slapd (tests/lib/ldap_harness.py: back-mdb, syncprov, the shipped schemas)
+    holding the bench users as plain H.350.4 entries (commObject + SIPIdentity with a clear
+    SIPIdentityPassword, what an H.350 provisioning system writes)."""
+
+    def __init__(self, n_users):
+        sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+        import ldap_harness  # noqa: E402  (the project's own test harness)
+        self.server = ldap_harness.LdapServer()
+        self.n_users = n_users
+
+    def __enter__(self):
+        self.server.__enter__()
+        try:
+            self.provision()
+        except BaseException:
+            self.server.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.server.teardown()
+        return False
+
+    def provision(self):
+        ld = self.server
+        for lo in range(1, self.n_users + 1, 5000):
+            ld.ldapadd("\n".join(
+                "dn: commUniqueId=user%d@%s,ou=users,%s\nobjectClass: commObject\n"
+                "objectClass: SIPIdentity\ncommUniqueId: user%d@%s\nSIPIdentityUserName: "
+                "user%d\nSIPIdentitySIPURI: sip:user%d@%s\nSIPIdentityPassword: pass%d\n"
+                % (i, DOMAIN, ld.base, i, DOMAIN, i, i, DOMAIN, i)
+                for i in range(lo, min(lo + 5000, self.n_users + 1))))
+
+    def section(self):
+        # The rootdn: its limits are unlimited, as a mirror of more than 500 users needs
+        # (docs/ldap.md, "Limits").
+        return "backend: ldap, " + self.server.section()
+
+    def empty_location(self):
+        out = self.server.ldapsearch("ou=bindings," + self.server.base,
+                                     "(objectClass=sipregAorEntry)", "1.1", scope="one")
+        dns = [l[4:] for l in out.splitlines() if l.startswith("dn: ")]
+        if dns:
+            subprocess.run(["ldapdelete", "-x", "-r", "-H", self.server.uri, "-D",
+                            self.server.admin_dn, "-w", self.server.admin_pw] + dns,
+                           check=True, timeout=600, stdout=subprocess.DEVNULL)
+
+    def slapd_ticks(self):
+        return tree_ticks(self.server.proc.pid)
+
+
 def tree_ticks(root):
     children = {}
     ticks = {}
@@ -516,7 +574,9 @@ def parse_args():
     ap.add_argument("--rates", default="2000 4000 8000 16000 24000 32000",
                     help="offered REGISTER/s per step, ascending")
     ap.add_argument("--dur", type=int, default=15, help="seconds per step (15)")
-    ap.add_argument("--backend", choices=["memory", "pg"], default="memory")
+    ap.add_argument("--backend", choices=["memory", "pg", "ldap"], default="memory")
+    ap.add_argument("--location", choices=["memory", "ldap"], default="memory",
+                    help="--backend ldap: keep the bindings in memory (default) or in LDAP")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per rate (1..5); a rate is clean only if every run is")
     ap.add_argument("--keep-going", action="store_true",
@@ -653,6 +713,10 @@ def main():
         if not os.access(ctl, os.X_OK):
             die("--backend pg needs sipregctl (build with PostgreSQL)")
         pg = PgSetup(ctl, a.users, out).__enter__()
+    ldap = None
+    if a.backend == "ldap":
+        ldap = LdapSetup(a.users).__enter__()
+        print("# users in LDAP, bindings in %s" % a.location, flush=True)
 
     limit = CpuLimit(a.cpu_limit).__enter__() if a.cpu_limit else None
     if limit:
@@ -667,15 +731,19 @@ def main():
         port = free_port()
         cfg = os.path.join(step, "sipregd.yaml")
         write_config(cfg, port, a.users, a.auth, a.backend, pg.conninfo if pg else "",
-                     a.config)
+                     a.config, ldap.section() if ldap else None, a.location)
         if pg:
             pg.empty_location()
+        if ldap and a.location == "ldap":
+            ldap.empty_location()
         d = Sipregd(binary, cfg, os.path.join(step, "sipregd.log"), port, limit, a.nice)
         try:
             d.start()
+            if ldap:
+                time.sleep(1.0)  # the user mirror's first load (10k users: well under 1 s)
             t0, c0, drops0 = time.monotonic(), d.cpu_ticks(), udp_drops(port)
             q0 = d.runq_ns()
-            pg0 = pg.postgres_ticks() if pg else 0
+            pg0 = pg.postgres_ticks() if pg else ldap.slapd_ticks() if ldap else 0
             rows, rtts, sipp_cpu, rc = run_sipp(step, port, rate, a.dur, a.auth,
                                                 a.transport, users_csv)
             wall = time.monotonic() - t0
@@ -683,7 +751,8 @@ def main():
             runq = (d.runq_ns() - q0) / 1e9
             rss, hwm = d.mem_kb()
             drops = udp_drops(port) - drops0
-            pg_cpu = (pg.postgres_ticks() - pg0) / CLK_TCK if pg else 0.0
+            pg_cpu = ((pg.postgres_ticks() if pg else ldap.slapd_ticks() if ldap else 0) -
+                      pg0) / CLK_TCK
         finally:
             d.stop()
         r = summarize(rate, a.dur, rows, rtts)
@@ -729,6 +798,8 @@ def main():
     finally:
         if pg:
             pg.__exit__(None, None, None)
+        if ldap:
+            ldap.__exit__(None, None, None)
         if limit:
             limit.__exit__(None, None, None)
 
@@ -743,7 +814,8 @@ def main():
         top = at_best[-1]
         extra = " (sipregd cpu %.0f %%, sipp cpu %.0f %%%s)" % (
             top["cpu_pct"], top["sipp_cpu_pct"],
-            ", postgres cpu %.0f %%" % top["pg_cpu_pct"] if pg else "")
+            ", postgres cpu %.0f %%" % top["pg_cpu_pct"] if pg else
+            ", slapd cpu %.0f %%" % top["pg_cpu_pct"] if ldap else "")
     print("highest clean rate: %d REGISTER/s%s" % (best, extra))
     if over:
         # Goodput: 200 OKs per second while the load was offered (the median second), and

@@ -3,7 +3,8 @@
 # ladder on loopback (bench/bench.py does the work; bench/README.md explains the output).
 #
 #   bench/run.sh [--auth|--noauth] [--transport u1|t1] [--users N] [--rates "4000 8000 ..."]
-#                [--dur 15] [--repeat 1] [--backend memory|pg] [--keep-going]
+#                [--dur 15] [--repeat 1] [--backend memory|pg|ldap] [--location memory|ldap]
+#                [--keep-going]
 #                [--compare-kamailio]
 #                [--builddir DIR] [--no-build] [--out DIR]
 set -eu

@@ -1,6 +1,6 @@
 /* The ldap backend's section: {backend: ldap, uri: URI or [URI, ...], bind_dn, bind_password or
  * bind_password_file, base_dn, users_base, filter, bindings_base, attributes: {...},
- * timeout_ms, pool, refresh_s, sync, starttls, ca_file}. Unknown keys are refused. */
+ * timeout_ms, pool, refresh_s, sweep_s, sync, starttls, ca_file}. Unknown keys are refused. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,17 +84,18 @@ int ldap_be_configure(void **confp, const struct conf_section *sec,
 	    "backend",	  "uri",	"bind_dn",	 "bind_password", "bind_password_file",
 	    "base_dn",	  "users_base", "filter",	 "bindings_base", "attributes",
 	    "timeout_ms", "pool",	"refresh_s",	 "sync",	  "starttls",
-	    "ca_file"};
+	    "ca_file",	  "sweep_s"};
 	struct ldap_conf *lc;
 	char *pw_file = NULL;
 	int err;
 
-	(void)env;
 	*confp = NULL;
 	lc = calloc(1, sizeof(*lc));
 	if (!lc)
 		return ENOMEM;
 	lc->sync = true;
+	/* Expiry is the location backend's job; a directory-only instance has no bindings. */
+	lc->sweeps = env && env->section && strcmp(env->section, "location") == 0;
 	if (!sec) {
 		err = conf_fail(sec, NULL, CONF_NO_INDEX, "backend ldap needs uri and base_dn");
 		goto out;
@@ -135,6 +136,8 @@ int ldap_be_configure(void **confp, const struct conf_section *sec,
 	if (!err)
 		err = conf_uint(sec, "refresh_s", 1, 86400, &lc->refresh_s);
 	if (!err)
+		err = conf_uint(sec, "sweep_s", 1, 86400, &lc->sweep_s);
+	if (!err)
 		err = conf_bool(sec, "sync", &lc->sync);
 	if (!err)
 		err = conf_bool(sec, "starttls", &lc->starttls);
@@ -171,6 +174,8 @@ int ldap_be_configure(void **confp, const struct conf_section *sec,
 		lc->pool = 2;
 	if (!lc->refresh_s)
 		lc->refresh_s = 30;
+	if (!lc->sweep_s)
+		lc->sweep_s = 60;
 	err = join_default(&lc->users_base, "ou=users", lc->base_dn);
 	if (!err)
 		err = join_default(&lc->bindings_base, "ou=bindings", lc->base_dn);
@@ -266,6 +271,6 @@ bool ldap_be_same_store(const void *a, const void *b)
 	       str_same(x->base_dn, y->base_dn) && str_same(x->users_base, y->users_base) &&
 	       str_same(x->filter, y->filter) && str_same(x->bindings_base, y->bindings_base) &&
 	       x->timeout_ms == y->timeout_ms && x->pool == y->pool &&
-	       x->refresh_s == y->refresh_s && x->sync == y->sync && x->starttls == y->starttls &&
+	       x->refresh_s == y->refresh_s && x->sweep_s == y->sweep_s && x->sync == y->sync && x->starttls == y->starttls &&
 	       str_same(x->ca_file, y->ca_file);
 }

@@ -37,6 +37,8 @@ struct ldap_conf {
 	uint32_t pool;	     /* request connections, default 2 */
 	uint32_t refresh_s;  /* re-read period where the server lacks syncprov, default 30 */
 	bool sync;	     /* RFC 4533 refreshAndPersist (default true) */
+	uint32_t sweep_s;    /* expired bindings are removed this often, default 60 */
+	bool sweeps;	     /* opened for location: (bindings kept here): sweep them */
 	bool starttls;
 	char *ca_file;
 };

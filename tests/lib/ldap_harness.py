@@ -33,6 +33,10 @@ SOURCE_ROOT = os.environ.get(
 BASE_DN = "dc=test,dc=invalid"
 ADMIN_DN = "cn=admin," + BASE_DN
 ADMIN_PW = "harness-admin-secret"
+# A bind DN other than the rootdn, as a production sipregd binds: slapd's default limits
+# (500 entries per search) and the ACLs below apply to it.
+SERVICE_RDN = "cn=sipregd"
+SERVICE_PW = "harness-service-secret"
 
 
 def free_port():
@@ -67,6 +71,11 @@ index sipregAlias eq
 index sipregAor eq
 index entryCSN,entryUUID eq
 limits dn.exact="{admin}" size=unlimited time=unlimited
+# The service account keeps the default 500 entries per search but may page past them
+# (slapd caps the total of a paged search at the hard limit unless told; docs/ldap.md).
+limits dn.exact="{service}" size.prtotal=unlimited
+access to attrs=userPassword by anonymous auth by * none
+access to * by dn.exact="{service}" write by * read
 overlay syncprov
 syncprov-checkpoint 100 10
 """
@@ -85,6 +94,12 @@ ou: users
 dn: ou=bindings,{base}
 objectClass: organizationalUnit
 ou: bindings
+
+dn: cn=sipregd,{base}
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: sipregd
+userPassword: {service_pw}
 """
 
 # The fixture users of tests/unit/test_backend.c. conf-alice carries no SIPIdentitySIPURI:
@@ -129,6 +144,8 @@ class LdapServer:
         self.base = base
         self.admin_dn = "cn=admin," + base
         self.admin_pw = ADMIN_PW
+        self.service_dn = SERVICE_RDN + "," + base
+        self.service_pw = SERVICE_PW
         self.port = None
         self.dir = None
         self.proc = None
@@ -157,10 +174,11 @@ class LdapServer:
         with open(os.path.join(self.dir, "slapd.conf"), "w") as f:
             f.write(SLAPD_CONF.format(schema=SYSTEM_SCHEMA, src=SOURCE_ROOT, dir=self.dir,
                                       modules=MODULE_PATH, base=self.base,
-                                      admin=self.admin_dn, pw=self.admin_pw))
+                                      admin=self.admin_dn, pw=self.admin_pw,
+                                      service=self.service_dn))
         self.port = free_port()
         self.start()
-        self.ldapadd(BASE_LDIF.format(base=self.base))
+        self.ldapadd(BASE_LDIF.format(base=self.base, service_pw=self.service_pw))
 
     @property
     def ldapi_path(self):
@@ -244,6 +262,16 @@ class LdapServer:
         r = self._tool("ldapsearch", ["-LLL", "-o", "ldif-wrap=no", "-b", base, "-s", scope,
                                       filt] + list(attrs))
         return r.stdout.decode(errors="replace")
+
+    def conf(self, service=False, **extra):
+        """A directory:/location: section (a dict) reaching this server, bound as the rootdn
+        or (service=True) as the service account that slapd's default limits apply to."""
+        sec = {"backend": "ldap", "uri": self.uri,
+               "bind_dn": self.service_dn if service else self.admin_dn,
+               "bind_password": self.service_pw if service else self.admin_pw,
+               "base_dn": self.base}
+        sec.update(extra)
+        return sec
 
     def section(self):
         """The keys of a directory:/location: section reaching this server (YAML flow body)."""
