@@ -21,7 +21,8 @@ int ctl_debug(struct ctl *c, int argc, char **argv)
 	/* The daemon checks the address; only what its request line may carry is sent. */
 	for (const char *p = argv[1]; *p; p++) {
 		if (*p <= 0x20 || *p >= 0x7f)
-			ctl_die(CTL_EXIT_USAGE, "debug ip: want a numeric IPv4 or IPv6 address");
+			ctl_die(CTL_EXIT_USAGE,
+				"debug ip: want a numeric IPv4 or IPv6 address");
 	}
 	if (snprintf(req, sizeof(req), "debug ip %s %s", argv[1], argc == 3 ? argv[2] : "on") >=
 	    (int)sizeof(req))

@@ -89,9 +89,9 @@ void debug_trace(bool out, const struct sip_source *peer, uint16_t port, const c
 		;
 	if (i == d->n)
 		return;
-	snprintf(head, sizeof(head), "%s %s %s %s%s%s:%u (%zu bytes): ",
-		 sip_proto_name(peer->proto), out ? "out" : "in", out ? "to" : "from",
-		 strchr(peer->ip, ':') ? "[" : "", peer->ip, strchr(peer->ip, ':') ? "]" : "",
-		 port, len);
+	snprintf(head, sizeof(head),
+		 "%s %s %s %s%s%s:%u (%zu bytes): ", sip_proto_name(peer->proto),
+		 out ? "out" : "in", out ? "to" : "from", strchr(peer->ip, ':') ? "[" : "",
+		 peer->ip, strchr(peer->ip, ':') ? "]" : "", port, len);
 	log_trace(head, buf, len);
 }

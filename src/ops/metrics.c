@@ -122,8 +122,8 @@ out:
 	evbuffer_free(body);
 }
 
-int metrics_alloc(struct metrics **mp, struct event_base *base, const char *addr,
-		  uint16_t port, metrics_stats_h *statsh, metrics_health_h *healthh, void *arg)
+int metrics_alloc(struct metrics **mp, struct event_base *base, const char *addr, uint16_t port,
+		  metrics_stats_h *statsh, metrics_health_h *healthh, void *arg)
 {
 	struct metrics *m;
 	int err;

@@ -18,8 +18,8 @@ typedef bool(metrics_health_h)(void *arg);
 /* Listen on addr (numeric IPv4 or IPv6, no brackets) and port; statsh and healthh are
  * asked on every request, with arg. Returns 0 or an errno (EADDRINUSE, EADDRNOTAVAIL).
  * *mp: metrics_free(). */
-int metrics_alloc(struct metrics **mp, struct event_base *base, const char *addr,
-		  uint16_t port, metrics_stats_h *statsh, metrics_health_h *healthh, void *arg);
+int metrics_alloc(struct metrics **mp, struct event_base *base, const char *addr, uint16_t port,
+		  metrics_stats_h *statsh, metrics_health_h *healthh, void *arg);
 void metrics_free(struct metrics **mp);
 
 #endif

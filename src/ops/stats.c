@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 const uint32_t stats_lat_bounds_us[STATS_LAT_BUCKETS] = {
-	500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 5000000,
+    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 5000000,
 };
 
 void stats_latency_observe(struct stats_latency *h, int64_t ns)
@@ -22,16 +22,16 @@ void stats_latency_observe(struct stats_latency *h, int64_t ns)
 }
 
 static const char *const stats_503_names[STATS_503_N] = {
-	[STATS_503_BACKEND_ERROR] = "backend_error",
-	[STATS_503_BACKEND_REFUSED] = "backend_refused",
-	[STATS_503_MAX_PENDING] = "max_pending",
-	[STATS_503_BACKEND_DELAY] = "backend_delay",
-	[STATS_503_MAX_TRANSACTIONS] = "max_transactions",
-	[STATS_503_OUTCOME] = "max_contacts",
+    [STATS_503_BACKEND_ERROR] = "backend_error",
+    [STATS_503_BACKEND_REFUSED] = "backend_refused",
+    [STATS_503_MAX_PENDING] = "max_pending",
+    [STATS_503_BACKEND_DELAY] = "backend_delay",
+    [STATS_503_MAX_TRANSACTIONS] = "max_transactions",
+    [STATS_503_OUTCOME] = "max_contacts",
 };
 
-static void stats_one(stats_entry_h *h, void *arg, const char *name, bool gauge,
-		      uint64_t value, const char *help)
+static void stats_one(stats_entry_h *h, void *arg, const char *name, bool gauge, uint64_t value,
+		      const char *help)
 {
 	struct stats_entry e = {.name = name, .help = help, .value = value, .gauge = gauge};
 
@@ -54,8 +54,7 @@ void stats_walk(const struct ops_stats *st, stats_entry_h *h, void *arg)
 	stats_one(h, arg, "tcp_connections", true, st->tcp_conns, "TCP connections open");
 	stats_one(h, arg, "tcp_connections_refused", false, st->tcp_conns_refused,
 		  "TCP connections refused: limits.max_tcp_connections");
-	stats_one(h, arg, "tcp_connections_refused_source", false,
-		  st->tcp_conns_refused_source,
+	stats_one(h, arg, "tcp_connections_refused_source", false, st->tcp_conns_refused_source,
 		  "TCP connections refused: limits.max_tcp_connections_per_source");
 	stats_one(h, arg, "tcp_output_bytes", true, st->tcp_out_bytes,
 		  "TCP output not yet taken by the kernel");

@@ -10,12 +10,12 @@
 
 /* Why a REGISTER got 503 (RFC 3261 §21.5.4): one counter each. */
 enum stats_503 {
-	STATS_503_BACKEND_ERROR,   /* the backend answered with an error (store or lookup) */
-	STATS_503_BACKEND_REFUSED, /* a backend call could not start (no connection, queue) */
-	STATS_503_MAX_PENDING,	   /* limits.max_pending backend operations in flight */
-	STATS_503_BACKEND_DELAY,   /* limits.max_backend_delay_ms */
+	STATS_503_BACKEND_ERROR,    /* the backend answered with an error (store or lookup) */
+	STATS_503_BACKEND_REFUSED,  /* a backend call could not start (no connection, queue) */
+	STATS_503_MAX_PENDING,	    /* limits.max_pending backend operations in flight */
+	STATS_503_BACKEND_DELAY,    /* limits.max_backend_delay_ms */
 	STATS_503_MAX_TRANSACTIONS, /* limits.max_transactions */
-	STATS_503_OUTCOME,	   /* the store refused (max_contacts_status: 503) */
+	STATS_503_OUTCOME,	    /* the store refused (max_contacts_status: 503) */
 	STATS_503_N
 };
 
@@ -49,7 +49,7 @@ struct ops_stats {
 	uint64_t unavailable[STATS_503_N];
 	uint64_t backend_errors; /* operations that completed with an error */
 	struct stats_latency backend_latency;
-	bool backend_up;	 /* what /healthz says */
+	bool backend_up; /* what /healthz says */
 };
 
 /* One value of the snapshot: name, an optional label (key=value, e.g. code=200), and

@@ -23,7 +23,7 @@ void log_syslog_close(void)
 
 void log_syslog_write(int level, const char *text)
 {
-	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
 	syslog(prio[level >= 0 && level <= 3 ? level : 3], "%s", text);
 }
